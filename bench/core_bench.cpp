@@ -1,0 +1,157 @@
+// Micro-benchmarks of the shard-local prefix cache core.
+//
+// BM_CoreRequestCycle: hash + lookup + allocate + free of a 2,048-token
+// request (block_size 16 -> 128 blocks), half of the requests sharing a
+// 1,024-token prefix, pool of 4,096 blocks. Requests cycle through 64
+// prompts holding 6,144 distinct blocks (1.5x the pool), so every cycle
+// evicts (~96 blocks: the reuse distance of every unique block exceeds the
+// pool, the LRU worst case). Target for
+// LRU: <= 3.4 us per cycle (100x vLLM's Python BlockPool, ~341 us).
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "kvscope/block_hasher.hpp"
+#include "kvscope/prefix_cache.hpp"
+
+namespace {
+
+using kvscope::TokenId;
+
+constexpr std::uint32_t kBlockSize = 16;
+constexpr std::uint32_t kPromptTokens = 2048;
+constexpr std::uint32_t kSharedTokens = 1024;
+constexpr std::uint32_t kPoolBlocks = 4096;
+constexpr std::size_t kPrompts = 64;
+
+// Deterministic prompts: even ones start with the shared prefix.
+std::vector<std::vector<TokenId>> make_prompts() {
+  std::vector<std::vector<TokenId>> prompts(kPrompts, std::vector<TokenId>(kPromptTokens));
+  std::uint32_t next_unique = 1'000'000;
+  for (std::size_t p = 0; p < kPrompts; ++p) {
+    for (std::uint32_t t = 0; t < kPromptTokens; ++t) {
+      const bool shared = p % 2 == 0 && t < kSharedTokens;
+      prompts[p][t] = shared ? t : next_unique++;
+    }
+  }
+  return prompts;
+}
+
+void BM_CoreRequestCycle(benchmark::State& state) {
+  kvscope::PrefixCacheConfig config;
+  config.num_blocks = kPoolBlocks;
+  config.block_size = kBlockSize;
+  config.policy = static_cast<kvscope::EvictionPolicyKind>(state.range(0));
+  kvscope::PrefixCache cache(config);
+  const auto prompts = make_prompts();
+  std::uint64_t id = 0;
+  for (auto _ : state) {
+    const auto& tokens = prompts[id % kPrompts];
+    const auto request = kvscope::Request::with_tokens(kvscope::RequestId{id}, tokens);
+    const auto allocated = cache.allocate(request);
+    if (!allocated) state.SkipWithError("allocation failed");
+    benchmark::DoNotOptimize(allocated);
+    const auto freed = cache.free(kvscope::RequestId{id});
+    benchmark::DoNotOptimize(freed);
+    ++id;
+  }
+  const auto& stats = cache.stats();
+  state.counters["hit_rate"] = stats.hit_rate();
+  state.counters["evictions_per_cycle"] =
+      static_cast<double>(stats.evictions) / static_cast<double>(stats.fresh.requests);
+  state.SetLabel(std::string(kvscope::to_string(config.policy)));
+}
+BENCHMARK(BM_CoreRequestCycle)
+    ->ArgName("policy")
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lru))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lfu))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::arc))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::s3fifo))
+    ->Unit(benchmark::kMicrosecond);
+
+// The same cycle with hashes computed up front (engines that hash themselves,
+// trace replay): the bookkeeping alone.
+void BM_CoreRequestCycleBookkeeping(benchmark::State& state) {
+  kvscope::PrefixCacheConfig config;
+  config.num_blocks = kPoolBlocks;
+  config.block_size = kBlockSize;
+  config.policy = static_cast<kvscope::EvictionPolicyKind>(state.range(0));
+  kvscope::PrefixCache cache(config);
+  kvscope::BlockHasher hasher(kBlockSize);
+  std::vector<std::vector<kvscope::BlockHash>> hashes(kPrompts);
+  const auto prompts = make_prompts();
+  for (std::size_t p = 0; p < kPrompts; ++p) hasher.extend_hashes(prompts[p], {}, hashes[p]);
+  std::uint64_t id = 0;
+  for (auto _ : state) {
+    const auto request =
+        kvscope::Request::with_hashes(kvscope::RequestId{id}, kPromptTokens, hashes[id % kPrompts]);
+    const auto allocated = cache.allocate(request);
+    if (!allocated) state.SkipWithError("allocation failed");
+    benchmark::DoNotOptimize(allocated);
+    const auto freed = cache.free(kvscope::RequestId{id});
+    benchmark::DoNotOptimize(freed);
+    ++id;
+  }
+  state.counters["hit_rate"] = cache.stats().hit_rate();
+  state.SetLabel(std::string(kvscope::to_string(config.policy)));
+}
+BENCHMARK(BM_CoreRequestCycleBookkeeping)
+    ->ArgName("policy")
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lru))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lfu))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::arc))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::s3fifo))
+    ->Unit(benchmark::kMicrosecond);
+
+// Metadata bytes per block (block records, hash index, policy state and
+// ghosts; request state excluded), reported as the counter bytes_per_block.
+// The timed part is the construction of a 4,096-block cache.
+void BM_MetadataBytesPerBlock(benchmark::State& state) {
+  kvscope::PrefixCacheConfig config;
+  config.num_blocks = kPoolBlocks;
+  config.block_size = kBlockSize;
+  config.policy = static_cast<kvscope::EvictionPolicyKind>(state.range(0));
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    kvscope::PrefixCache cache(config);
+    bytes = cache.metadata_bytes();
+    benchmark::DoNotOptimize(bytes);
+  }
+  state.counters["bytes_per_block"] = static_cast<double>(bytes) / kPoolBlocks;
+  state.SetLabel(std::string(kvscope::to_string(config.policy)));
+}
+BENCHMARK(BM_MetadataBytesPerBlock)
+    ->ArgName("policy")
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lru))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lfu))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::arc))
+    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::s3fifo))
+    ->Unit(benchmark::kMicrosecond);
+
+// Chained XXH3-128 hashing of a 2,048-token prompt (128 blocks of 16).
+void BM_BlockHashing(benchmark::State& state) {
+  kvscope::BlockHasher hasher(static_cast<std::uint32_t>(state.range(0)));
+  std::vector<TokenId> tokens(kPromptTokens);
+  for (std::uint32_t t = 0; t < kPromptTokens; ++t) tokens[t] = t * 7919u;
+  const kvscope::ExtraKeys extras;
+  std::vector<kvscope::BlockHash> hashes;
+  hashes.reserve(kPromptTokens);
+  for (auto _ : state) {
+    hashes.clear();
+    hasher.extend_hashes(tokens, extras, hashes);
+    benchmark::DoNotOptimize(hashes.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          (kPromptTokens / state.range(0)));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * kPromptTokens *
+                          sizeof(TokenId));
+}
+BENCHMARK(BM_BlockHashing)
+    ->ArgName("block_size")
+    ->Arg(16)
+    ->Arg(64)
+    ->Arg(256)
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace

@@ -1,0 +1,49 @@
+# Finds every third-party dependency from Debian packages. Each failure names
+# the Debian package to install, so a missing dependency is a one-line fix.
+include_guard(GLOBAL)
+find_package(PkgConfig QUIET)
+
+function(kvscope_require_header var header package)
+  find_path(${var} NAMES ${header})
+  if(NOT ${var})
+    message(FATAL_ERROR "kvscope: header <${header}> not found; install the Debian package '${package}' (apt-get install ${package})")
+  endif()
+endfunction()
+
+# Standalone Asio (header only, no CMake config in Debian): libasio-dev.
+kvscope_require_header(KVSCOPE_ASIO_INCLUDE_DIR asio.hpp libasio-dev)
+add_library(kvscope_asio INTERFACE)
+target_include_directories(kvscope_asio SYSTEM INTERFACE ${KVSCOPE_ASIO_INCLUDE_DIR})
+target_compile_definitions(kvscope_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+find_package(Threads REQUIRED)
+target_link_libraries(kvscope_asio INTERFACE Threads::Threads)
+
+# xxHash: libxxhash-dev ships a pkg-config file.
+if(PkgConfig_FOUND)
+  pkg_check_modules(KVSCOPE_XXHASH QUIET IMPORTED_TARGET libxxhash)
+endif()
+if(NOT KVSCOPE_XXHASH_FOUND)
+  message(FATAL_ERROR "kvscope: xxHash not found; install the Debian packages 'libxxhash-dev' and 'pkg-config'")
+endif()
+
+# moodycamel concurrentqueue (header only): libconcurrentqueue-dev.
+kvscope_require_header(KVSCOPE_CONCURRENTQUEUE_INCLUDE_DIR concurrentqueue/concurrentqueue.h libconcurrentqueue-dev)
+add_library(kvscope_concurrentqueue INTERFACE)
+target_include_directories(kvscope_concurrentqueue SYSTEM INTERFACE ${KVSCOPE_CONCURRENTQUEUE_INCLUDE_DIR})
+
+macro(kvscope_find_config name package)
+  find_package(${name} CONFIG QUIET)
+  if(NOT ${name}_FOUND)
+    message(FATAL_ERROR "kvscope: ${name} not found; install the Debian package '${package}'")
+  endif()
+endmacro()
+
+kvscope_find_config(fmt libfmt-dev)
+# nlohmann/json writes the JSON exports (escaping, number formatting) so we do not.
+kvscope_find_config(nlohmann_json nlohmann-json3-dev)
+if(KVSCOPE_BUILD_TESTS)
+  kvscope_find_config(GTest "libgtest-dev and libgmock-dev")
+endif()
+if(KVSCOPE_BUILD_BENCH)
+  kvscope_find_config(benchmark libbenchmark-dev)
+endif()

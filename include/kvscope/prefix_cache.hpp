@@ -1,0 +1,288 @@
+// kvscope/prefix_cache.hpp - the shard-local prefix (KV-block) cache core.
+//
+// A fixed pool of `num_blocks` blocks of `block_size` tokens. kvscope owns
+// block ids and metadata only; the engine owns the KV memory they name.
+// Semantics follow vLLM v1 prefix caching (GUIDE section 2):
+//  - only full blocks are hashed (chained XXH3-128, see block_hasher.hpp);
+//  - lookup scans a request's block hashes left to right and stops at the
+//    first miss; hits are capped at num_tokens - 1 tokens by default, because
+//    the engine always recomputes the last prompt token;
+//  - allocation is all-or-nothing: touching a hit block with ref count 0
+//    takes it out of the free pool, so needed = new blocks + such hits;
+//  - a request's blocks are freed in reverse order; a freed block keeps its
+//    hash and stays hittable until the pool reuses it (eviction); blocks
+//    without a hash are reused first;
+//  - reset is refused while any block is in use;
+//  - usage = blocks in use / num_blocks (cached-but-free blocks count free).
+// Beyond vLLM: a block whose hash is already resident is never duplicated;
+// precomputed hashes can stand in for tokens; four eviction policies.
+//
+// Thread rules: single-threaded, no locks. One PrefixCache belongs to one
+// shard; only that shard's thread/strand may call it. Moving a cache between
+// threads needs external happens-before (e.g. a strand hop).
+//
+// Cost: allocate/free/append are O(blocks of the request) plus hashing;
+// lookup is O(blocks probed). No heap allocation per block; per request only
+// when a request's scratch vectors first grow. Failed operations (any Status
+// but ok) change nothing except the allocation_failures counter.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "kvscope/block_hasher.hpp"
+#include "kvscope/detail/block_slot.hpp"
+#include "kvscope/eviction_policy.hpp"
+#include "kvscope/prefix_cache_stats.hpp"
+#include "kvscope/result.hpp"
+#include "kvscope/types.hpp"
+
+namespace kvscope {
+
+namespace detail {
+class EvictionPolicy;
+class SlotTable;
+}  // namespace detail
+
+/// Construction parameters; validate() throws std::invalid_argument with a message.
+struct PrefixCacheConfig {
+  std::uint32_t num_blocks = 0;   ///< pool size; 1 .. 2^31
+  std::uint32_t block_size = 16;  ///< tokens per block; >= 1
+  EvictionPolicyKind policy = EvictionPolicyKind::lru;
+  HashSeed hash_seed{};             ///< secret key of the hash chain (0 = public default)
+  double s3fifo_small_ratio = 0.1;  ///< S3-FIFO small-queue share of the pool; (0, 1)
+
+  void validate() const;
+};
+
+/// One request as handed to lookup() and allocate(). A view: the spans must
+/// stay valid for the duration of the call only.
+struct Request {
+  RequestId id;
+  /// Token mode: the prompt's tokens (block_hashes empty).
+  std::span<const TokenId> tokens;
+  /// Hash mode: one precomputed hash per block, for floor(num_tokens /
+  /// block_size) full blocks, or ceil(...) when the caller also names the
+  /// trailing partial block (then that block is cached too and the request
+  /// is "sealed": append is refused).
+  std::span<const BlockHash> block_hashes;
+  /// Hash mode only: prompt length in tokens (token mode uses tokens.size()).
+  std::uint32_t num_tokens = 0;
+  ExtraKeys extras;  ///< token mode only; ignored in hash mode
+  /// Most prompt tokens a hit may cover; nullopt means num_tokens - 1 (vLLM).
+  std::optional<std::uint32_t> max_hit_tokens;
+  /// Looked up again after preemption: counted in stats.preempted.
+  bool preempted = false;
+  /// Hash mode (set by with_hashes): block_hashes stand in for tokens.
+  bool precomputed_hashes = false;
+
+  static Request with_tokens(RequestId id, std::span<const TokenId> tokens, ExtraKeys extras = {});
+  static Request with_hashes(RequestId id, std::uint32_t num_tokens,
+                             std::span<const BlockHash> block_hashes);
+
+  bool hash_mode() const noexcept { return precomputed_hashes; }
+  std::uint32_t token_count() const noexcept {
+    return hash_mode() ? num_tokens : static_cast<std::uint32_t>(tokens.size());
+  }
+};
+
+/// Why a lookup's hit stopped where it did.
+enum class LookupStop {
+  too_short,       ///< the prompt has no full block: it can never hit
+  not_resident,    ///< stopped at the first block whose hash is not cached
+  hit_cap,         ///< stopped by the hit cap (max_hit_tokens)
+  all_blocks_hit,  ///< every hashed block hit (the partial tail is never hashed)
+};
+
+struct LookupResult {
+  std::uint32_t hit_blocks = 0;     ///< length of the cached prefix, in blocks
+  std::uint32_t hit_tokens = 0;     ///< min(hit_blocks * block_size, num_tokens)
+  std::uint32_t total_blocks = 0;   ///< ceil(num_tokens / block_size)
+  std::uint32_t hashed_blocks = 0;  ///< blocks with a hash (full, or named in hash mode)
+  LookupStop stop = LookupStop::too_short;
+};
+
+struct AllocateResult {
+  LookupResult lookup;  ///< the prefix hit this allocation used
+  std::uint32_t reused_blocks =
+      0;                         ///< resident blocks past the prefix, shared rather than duplicated
+  std::uint32_t new_blocks = 0;  ///< blocks taken from the free pool
+  std::uint32_t evicted_blocks = 0;  ///< of those, cached blocks whose hash was dropped
+};
+
+struct AppendResult {
+  std::uint32_t new_blocks = 0;      ///< blocks taken from the free pool
+  std::uint32_t evicted_blocks = 0;  ///< of those, cached blocks whose hash was dropped
+  std::uint32_t cached_blocks = 0;   ///< blocks completed by these tokens and now hittable
+  std::uint32_t num_tokens = 0;      ///< the request's length after the append
+};
+
+struct FreeResult {
+  std::uint32_t released_blocks = 0;     ///< blocks whose ref count reached 0
+  std::uint32_t cached_free_blocks = 0;  ///< of those, blocks that stay hittable
+};
+
+/// Order in which free() releases a request's blocks.
+enum class FreeOrder {
+  reverse,  ///< last block first (vLLM): the chain's tail is evicted before its prefix
+  forward,  ///< first block first (the trace README's LRU replay touches in order)
+};
+
+/// Why a cached block lost its hash.
+enum class UncacheCause { reused, reset };
+
+/// Block lifecycle hooks; all default to no-ops. Called synchronously on the
+/// cache's thread, in the middle of an operation: do not call back into the
+/// cache. Keep them cheap (they run per block).
+class PrefixCacheObserver {
+ public:
+  virtual ~PrefixCacheObserver() = default;
+  /// A block was taken from the free pool for a request (ref 0 -> 1).
+  virtual void on_block_allocated(BlockId) {}
+  /// A block got a hash and became hittable.
+  virtual void on_block_cached(BlockId, const BlockHash&) {}
+  /// A request touched an already cached block (prefix hit or shared reuse).
+  virtual void on_block_hit(BlockId) {}
+  /// A block's ref count reached 0; `cached` tells whether it stays hittable.
+  virtual void on_block_released(BlockId, bool /*cached*/) {}
+  /// A block lost its hash (vLLM's "removed" event).
+  virtual void on_block_uncached(BlockId, const BlockHash&, UncacheCause) {}
+};
+
+class PrefixCache {
+ public:
+  /// Throws std::invalid_argument on bad configuration (see PrefixCacheConfig).
+  explicit PrefixCache(const PrefixCacheConfig& config);
+  ~PrefixCache();
+  PrefixCache(PrefixCache&&) noexcept;
+  PrefixCache& operator=(PrefixCache&&) noexcept;
+  PrefixCache(const PrefixCache&) = delete;
+  PrefixCache& operator=(const PrefixCache&) = delete;
+
+  const PrefixCacheConfig& config() const noexcept { return config_; }
+
+  /// Probe: the longest cached prefix of `request`. Changes nothing and
+  /// records no stats (an admission is counted by allocate()).
+  /// Fails with empty_request or invalid_hashes.
+  Result<LookupResult> lookup(const Request& request);
+
+  /// Admits a request: looks up its prefix, touches the hit blocks, shares
+  /// any other resident block, takes new blocks for the rest, caches the new
+  /// full blocks. All or nothing. Fails with empty_request, invalid_hashes,
+  /// duplicate_request, request_too_large or not_enough_blocks.
+  Result<AllocateResult> allocate(const Request& request);
+
+  /// Decode growth of a token-mode request: appends tokens, takes blocks as
+  /// needed and caches blocks these tokens complete. A completed block whose
+  /// hash is already resident stays private (its KV was written by this
+  /// request; no duplicate entry). All or nothing. Appending no tokens is a
+  /// no-op. Fails with unknown_request, request_sealed, invalid_hashes (a
+  /// hash-mode request: use append_hashes), request_too_large, not_enough_blocks.
+  Result<AppendResult> append(RequestId id, std::span<const TokenId> tokens);
+
+  /// Decode growth of a hash-mode request: `new_hashes` names the blocks the
+  /// `num_new_tokens` complete (and, optionally, the new partial tail, which
+  /// seals the request). Fails as append(), with invalid_hashes on a count
+  /// mismatch or for a token-mode request.
+  Result<AppendResult> append_hashes(RequestId id, std::uint32_t num_new_tokens,
+                                     std::span<const BlockHash> new_hashes);
+
+  /// Releases a request's blocks and forgets the request. Fails with unknown_request.
+  Result<FreeResult> free(RequestId id, FreeOrder order = FreeOrder::reverse);
+
+  /// Drops every hash (all blocks become uncached and free, free-queue order
+  /// kept). Refused with blocks_in_use while any request holds blocks.
+  Result<void> reset();
+
+  // ---- queries (O(1) unless stated) ----
+  std::uint32_t num_blocks() const noexcept { return config_.num_blocks; }
+  std::uint32_t block_size() const noexcept { return config_.block_size; }
+  std::uint32_t num_free_blocks() const noexcept;
+  std::uint32_t num_used_blocks() const noexcept { return num_blocks() - num_free_blocks(); }
+  std::uint32_t num_cached_blocks() const noexcept;
+  std::size_t num_requests() const noexcept { return request_slot_.size(); }
+  /// Blocks in use / num_blocks, in [0, 1]. Cached-but-free blocks count as free.
+  double usage() const noexcept;
+  const PrefixCacheStats& stats() const noexcept { return stats_; }
+
+  /// The request's block table (block i holds tokens [i*bs, (i+1)*bs)).
+  /// The span is valid until the next mutating call. Fails with unknown_request.
+  Result<std::span<const BlockId>> block_table(RequestId id) const;
+  /// Length of a live request in tokens; fails with unknown_request.
+  Result<std::uint32_t> num_tokens(RequestId id) const;
+  /// The block holding `hash`, if cached.
+  std::optional<BlockId> find(const BlockHash& hash) const;
+  /// Hash of a cached block; nullopt if uncached. Precondition: id < num_blocks.
+  std::optional<BlockHash> block_hash(BlockId id) const;
+  /// Precondition: id < num_blocks.
+  std::uint32_t ref_count(BlockId id) const;
+
+  /// The order in which free blocks would be reused if nothing else
+  /// happened: uncached free blocks first, then the policy's victims. O(N);
+  /// for tests and debugging.
+  std::vector<BlockId> free_queue() const;
+
+  /// Bytes of per-block and index structures (excludes request state).
+  std::size_t metadata_bytes() const noexcept;
+
+  /// Installs lifecycle hooks (nullptr removes them). The observer must
+  /// outlive the cache or be removed first.
+  void set_observer(PrefixCacheObserver* observer) noexcept { observer_ = observer; }
+
+  /// Checks every structural invariant; throws std::logic_error naming the
+  /// first broken one. O(N + total request blocks); for tests and fuzzing.
+  void check_invariants() const;
+
+ private:
+  struct RequestState;
+
+  Result<void> validate_shape(const Request& request) const;
+  std::span<const BlockHash> request_hashes(const Request& request);
+  std::uint32_t eligible_hit_blocks(const Request& request, std::uint32_t hashed) const;
+  LookupResult probe(const Request& request, std::span<const BlockHash> hashes);
+  void record_admission(const Request& request, const LookupResult& lookup);
+  // The hot paths are templates over the concrete policy (see src/eviction/).
+  template <class Fn>
+  decltype(auto) with_policy(Fn&& fn);
+  template <class Policy>
+  Result<AllocateResult> allocate_with(Policy& policy, const Request& request);
+  template <class Policy>
+  Result<AppendResult> grow(Policy& policy, RequestState& state, std::uint32_t num_new_tokens,
+                            std::span<const BlockHash> completed);
+  template <class Policy>
+  Result<FreeResult> free_with(Policy& policy, RequestId id, FreeOrder order);
+  template <class Policy>
+  std::uint32_t take_free_blocks(Policy& policy, std::uint32_t n);
+  template <class Policy>
+  void touch(Policy& policy, BlockId id);
+  template <class Policy>
+  bool cache_block(Policy& policy, BlockId id, const BlockHash& hash, bool may_be_resident);
+  template <class Policy>
+  void release(Policy& policy, BlockId id);
+  RequestState* find_request(RequestId id);
+  const RequestState* find_request(RequestId id) const;
+
+  PrefixCacheConfig config_;
+  BlockHasher hasher_;
+  std::vector<detail::BlockSlot> blocks_;  // fixed size: policy and links_ point into it
+  detail::SlotLists links_;
+  detail::IndexList uncached_;  // free blocks without a hash, in reuse order
+  std::unique_ptr<detail::SlotTable> index_;
+  std::unique_ptr<detail::EvictionPolicy> policy_;
+  std::unordered_map<RequestId, std::uint32_t> request_slot_;
+  std::vector<RequestState> request_states_;
+  std::vector<std::uint32_t> free_request_slots_;
+  std::vector<BlockHash> scratch_hashes_;
+  std::vector<std::uint32_t>
+      scratch_resident_;  // per block of a request: resident block id or none
+  std::vector<TokenId> scratch_tokens_;
+  std::vector<std::uint32_t> scratch_blocks_;  // blocks just taken by take_free_blocks
+  PrefixCacheStats stats_;
+  PrefixCacheObserver* observer_ = nullptr;
+};
+
+}  // namespace kvscope

@@ -1,0 +1,598 @@
+#include "kvscope/prefix_cache.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <stdexcept>
+#include <string>
+
+#include "detail/hash_mix.hpp"
+#include "detail/slot_table.hpp"
+#include "eviction/arc_policy.hpp"
+#include "eviction/eviction_policy.hpp"
+#include "eviction/lfu_policy.hpp"
+#include "eviction/lru_policy.hpp"
+#include "eviction/s3fifo_policy.hpp"
+
+namespace kvscope {
+
+// Block invariants (detail::BlockSlot):
+//  - ref_count = number of live request block tables holding the block;
+//  - cached <=> the block's hash is in index_ and maps to this block;
+//  - ref_count == 0 && cached   <=> the block is in the policy's evictable set;
+//  - ref_count == 0 && !cached  <=> the block is in the uncached_ free list.
+using BlockMeta = detail::BlockSlot;
+
+// A live request. Invariants: blocks.size() == ceil(num_tokens / block_size);
+// blocks [0, hashed_blocks) had a hash when they were filled (a block whose
+// hash was already resident elsewhere stays private and uncached); token mode
+// keeps the tokens after the last hashed block in `partial`.
+struct PrefixCache::RequestState {
+  RequestId id;
+  std::vector<BlockId> blocks;
+  std::uint32_t num_tokens = 0;
+  std::uint32_t hashed_blocks = 0;
+  BlockHash last_hash;  // parent of the next block to be hashed
+  std::vector<TokenId> partial;
+  ExtraKeys extras;
+  bool hash_mode = false;
+  bool sealed = false;
+  bool preempted = false;
+};
+
+namespace {
+
+constexpr std::uint32_t kNoBlock = detail::kNil;
+
+std::uint32_t blocks_for(std::uint64_t tokens, std::uint32_t block_size) {
+  return static_cast<std::uint32_t>((tokens + block_size - 1) / block_size);
+}
+
+}  // namespace
+
+void PrefixCacheConfig::validate() const {
+  if (num_blocks == 0) throw std::invalid_argument("kvscope: num_blocks must be at least 1");
+  if (num_blocks > (1u << 31)) {
+    throw std::invalid_argument("kvscope: num_blocks must be at most 2^31, got " +
+                                std::to_string(num_blocks));
+  }
+  if (block_size == 0) throw std::invalid_argument("kvscope: block_size must be at least 1");
+  if (!(s3fifo_small_ratio > 0.0 && s3fifo_small_ratio < 1.0)) {
+    throw std::invalid_argument("kvscope: s3fifo_small_ratio must be in (0, 1), got " +
+                                std::to_string(s3fifo_small_ratio));
+  }
+}
+
+Request Request::with_tokens(RequestId id, std::span<const TokenId> tokens, ExtraKeys extras) {
+  Request r;
+  r.id = id;
+  r.tokens = tokens;
+  r.extras = std::move(extras);
+  return r;
+}
+
+Request Request::with_hashes(RequestId id, std::uint32_t num_tokens,
+                             std::span<const BlockHash> block_hashes) {
+  Request r;
+  r.id = id;
+  r.num_tokens = num_tokens;
+  r.block_hashes = block_hashes;
+  r.precomputed_hashes = true;
+  return r;
+}
+
+PrefixCache::PrefixCache(const PrefixCacheConfig& config)
+    : config_((config.validate(), config)),
+      hasher_(config.block_size, config.hash_seed),
+      blocks_(config.num_blocks),
+      links_(blocks_.data()),
+      index_(std::make_unique<detail::SlotTable>(config.num_blocks)),
+      policy_(detail::make_eviction_policy(config, blocks_.data())) {
+  // Initially every block is free and uncached, reused in id order (vLLM).
+  for (std::uint32_t b = 0; b < config.num_blocks; ++b) links_.push_back(uncached_, b);
+}
+
+PrefixCache::~PrefixCache() = default;
+PrefixCache::PrefixCache(PrefixCache&&) noexcept = default;
+PrefixCache& PrefixCache::operator=(PrefixCache&&) noexcept = default;
+
+// ---------------------------------------------------------------- queries
+
+std::uint32_t PrefixCache::num_free_blocks() const noexcept {
+  return uncached_.size + policy_->evictable_count();
+}
+
+std::uint32_t PrefixCache::num_cached_blocks() const noexcept {
+  return static_cast<std::uint32_t>(index_->size());
+}
+
+double PrefixCache::usage() const noexcept {
+  return static_cast<double>(num_used_blocks()) / static_cast<double>(num_blocks());
+}
+
+std::optional<BlockId> PrefixCache::find(const BlockHash& hash) const {
+  const auto entry =
+      index_->find(detail::fold(hash), [&](std::uint32_t b) { return blocks_[b].hash == hash; });
+  if (!entry) return std::nullopt;
+  return BlockId{*entry};
+}
+
+std::optional<BlockHash> PrefixCache::block_hash(BlockId id) const {
+  const BlockMeta& meta = blocks_.at(id.value);
+  if (!meta.cached) return std::nullopt;
+  return meta.hash;
+}
+
+std::uint32_t PrefixCache::ref_count(BlockId id) const { return blocks_.at(id.value).ref_count; }
+
+Result<std::span<const BlockId>> PrefixCache::block_table(RequestId id) const {
+  const RequestState* state = find_request(id);
+  if (state == nullptr) return Status::unknown_request;
+  return std::span<const BlockId>(state->blocks);
+}
+
+Result<std::uint32_t> PrefixCache::num_tokens(RequestId id) const {
+  const RequestState* state = find_request(id);
+  if (state == nullptr) return Status::unknown_request;
+  return state->num_tokens;
+}
+
+std::vector<BlockId> PrefixCache::free_queue() const {
+  std::vector<BlockId> order;
+  order.reserve(num_free_blocks());
+  for (std::uint32_t b = uncached_.head; b != detail::kNil; b = blocks_[b].next) {
+    order.push_back(BlockId{b});
+  }
+  // Replay the policy on a copy of the slots so the real order is untouched.
+  std::vector<detail::BlockSlot> copy = blocks_;
+  const auto replay = policy_->clone_onto(copy.data());
+  while (replay->evictable_count() > 0) order.push_back(replay->evict());
+  return order;
+}
+
+std::size_t PrefixCache::metadata_bytes() const noexcept {
+  return blocks_.size() * sizeof(BlockMeta) + index_->memory_bytes() + policy_->memory_bytes();
+}
+
+PrefixCache::RequestState* PrefixCache::find_request(RequestId id) {
+  const auto it = request_slot_.find(id);
+  return it == request_slot_.end() ? nullptr : &request_states_[it->second];
+}
+
+const PrefixCache::RequestState* PrefixCache::find_request(RequestId id) const {
+  const auto it = request_slot_.find(id);
+  return it == request_slot_.end() ? nullptr : &request_states_[it->second];
+}
+
+// Calls fn with the concrete policy, so the per-block calls inside inline.
+template <class Fn>
+decltype(auto) PrefixCache::with_policy(Fn&& fn) {
+  switch (config_.policy) {
+    case EvictionPolicyKind::lru: return fn(static_cast<detail::LruPolicy&>(*policy_));
+    case EvictionPolicyKind::lfu: return fn(static_cast<detail::LfuPolicy&>(*policy_));
+    case EvictionPolicyKind::arc: return fn(static_cast<detail::ArcPolicy&>(*policy_));
+    case EvictionPolicyKind::s3fifo: return fn(static_cast<detail::S3FifoPolicy&>(*policy_));
+  }
+  throw std::logic_error("kvscope: PrefixCache has an unknown eviction policy");
+}
+
+// ---------------------------------------------------------------- lookup
+
+Result<void> PrefixCache::validate_shape(const Request& request) const {
+  const std::uint32_t tokens = request.token_count();
+  if (tokens == 0) return Status::empty_request;
+  const std::uint32_t full = tokens / block_size();
+  const std::uint32_t total = blocks_for(tokens, block_size());
+  if (request.hash_mode()) {
+    const std::size_t given = request.block_hashes.size();
+    if (given != full && given != total) return Status::invalid_hashes;
+  } else {
+    validate_extra_keys(request.extras);  // malformed extras are a caller bug: throws
+  }
+  if (total > num_blocks()) return Status::request_too_large;
+  return {};
+}
+
+std::span<const BlockHash> PrefixCache::request_hashes(const Request& request) {
+  if (request.hash_mode()) return request.block_hashes;
+  scratch_hashes_.clear();
+  hasher_.extend_hashes(request.tokens, request.extras, scratch_hashes_);
+  return scratch_hashes_;
+}
+
+std::uint32_t PrefixCache::eligible_hit_blocks(const Request& request, std::uint32_t hashed) const {
+  const std::uint32_t tokens = request.token_count();
+  const std::uint32_t cap = request.max_hit_tokens.value_or(tokens - 1);
+  if (cap >= tokens) return hashed;
+  return std::min(hashed, cap / block_size());
+}
+
+// Finds the cached prefix; leaves the hit block ids in scratch_resident_
+// (one slot per block of the request, kNoBlock past the prefix).
+LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHash> hashes) {
+  LookupResult result;
+  const std::uint32_t tokens = request.token_count();
+  result.total_blocks = blocks_for(tokens, block_size());
+  result.hashed_blocks = static_cast<std::uint32_t>(hashes.size());
+  const std::uint32_t eligible = eligible_hit_blocks(request, result.hashed_blocks);
+  scratch_resident_.assign(result.total_blocks, kNoBlock);
+  std::uint32_t hits = 0;
+  for (; hits < eligible; ++hits) {
+    const auto block = find(hashes[hits]);
+    if (!block) break;
+    scratch_resident_[hits] = block->value;
+  }
+  result.hit_blocks = hits;
+  result.hit_tokens = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(std::uint64_t{hits} * block_size(), tokens));
+  if (result.hashed_blocks == 0) {
+    result.stop = LookupStop::too_short;
+  } else if (hits < eligible) {
+    result.stop = LookupStop::not_resident;
+  } else if (eligible < result.hashed_blocks) {
+    result.stop = LookupStop::hit_cap;
+  } else {
+    result.stop = LookupStop::all_blocks_hit;
+  }
+  return result;
+}
+
+Result<LookupResult> PrefixCache::lookup(const Request& request) {
+  if (const auto shape = validate_shape(request); !shape) return shape.status();
+  return probe(request, request_hashes(request));
+}
+
+// ---------------------------------------------------------------- block moves
+
+// Takes n free blocks into scratch_blocks_ (uncached ones first, then the
+// policy's victims) with ref count 1 and returns how many were evicted.
+// Victims are picked first and un-indexed after, so their index probes are
+// issued together instead of one dependent cache miss at a time.
+template <class Policy>
+std::uint32_t PrefixCache::take_free_blocks(Policy& policy, std::uint32_t n) {
+  assert(n <= uncached_.size + policy.evictable_count());
+  scratch_blocks_.clear();
+  while (scratch_blocks_.size() < n && !uncached_.empty()) {
+    scratch_blocks_.push_back(links_.pop_front(uncached_));
+  }
+  const std::size_t first_victim = scratch_blocks_.size();
+  while (scratch_blocks_.size() < n) {
+    const std::uint32_t victim = policy.evict().value;
+    index_->prefetch(detail::fold(blocks_[victim].hash));
+    scratch_blocks_.push_back(victim);
+  }
+  for (std::size_t i = first_victim; i < n; ++i) {
+    const std::uint32_t b = scratch_blocks_[i];
+    BlockMeta& meta = blocks_[b];
+    index_->erase(detail::fold(meta.hash), b);
+    meta.cached = false;
+    policy.on_evicted(BlockId{b}, meta.hash);
+    if (observer_ != nullptr) {
+      observer_->on_block_uncached(BlockId{b}, meta.hash, UncacheCause::reused);
+    }
+  }
+  for (const std::uint32_t b : scratch_blocks_) {
+    blocks_[b].ref_count = 1;
+    if (observer_ != nullptr) observer_->on_block_allocated(BlockId{b});
+  }
+  const auto evicted = static_cast<std::uint32_t>(n - first_victim);
+  stats_.evictions += evicted;
+  return evicted;
+}
+
+template <class Policy>
+void PrefixCache::touch(Policy& policy, BlockId id) {
+  BlockMeta& meta = blocks_[id.value];
+  policy.on_touched(id, meta.ref_count == 0);
+  ++meta.ref_count;
+  if (observer_ != nullptr) observer_->on_block_hit(id);
+}
+
+// Gives a block its hash unless another block already holds it (then the
+// block stays private: no duplicate entries). Returns whether it was cached.
+// `may_be_resident` false skips the probe when the caller has just seen the
+// hash absent (saves one index probe per new block on the allocate path).
+template <class Policy>
+bool PrefixCache::cache_block(Policy& policy, BlockId id, const BlockHash& hash,
+                              bool may_be_resident) {
+  if (may_be_resident && find(hash)) return false;
+  BlockMeta& meta = blocks_[id.value];
+  meta.hash = hash;
+  meta.cached = true;
+  index_->insert(detail::fold(hash), id.value);
+  policy.on_cached(id, hash);
+  if (observer_ != nullptr) observer_->on_block_cached(id, hash);
+  return true;
+}
+
+template <class Policy>
+void PrefixCache::release(Policy& policy, BlockId id) {
+  BlockMeta& meta = blocks_[id.value];
+  assert(meta.ref_count > 0);
+  if (--meta.ref_count != 0) return;
+  if (meta.cached) {
+    policy.on_released(id);
+  } else {  // nothing worth keeping: reuse it before any cached block
+    links_.push_front(uncached_, id.value);
+  }
+  if (observer_ != nullptr) observer_->on_block_released(id, meta.cached);
+}
+
+// ---------------------------------------------------------------- allocate
+
+void PrefixCache::record_admission(const Request& request, const LookupResult& lookup) {
+  QueryCounts& counts = request.preempted ? stats_.preempted : stats_.fresh;
+  ++counts.requests;
+  counts.query_tokens += request.token_count();
+  counts.hit_tokens += lookup.hit_tokens;
+  counts.query_blocks += lookup.total_blocks;
+  counts.hit_blocks += lookup.hit_blocks;
+}
+
+Result<AllocateResult> PrefixCache::allocate(const Request& request) {
+  return with_policy([&](auto& policy) { return allocate_with(policy, request); });
+}
+
+template <class Policy>
+Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request& request) {
+  if (const auto shape = validate_shape(request); !shape) return shape.status();
+  if (request_slot_.contains(request.id)) return Status::duplicate_request;
+
+  const std::span<const BlockHash> hashes = request_hashes(request);
+  AllocateResult result;
+  result.lookup = probe(request, hashes);
+  const std::uint32_t total = result.lookup.total_blocks;
+  const std::uint32_t hashed = result.lookup.hashed_blocks;
+
+  // Past the prefix, share any block whose hash is still resident.
+  for (std::uint32_t i = result.lookup.hit_blocks; i < hashed; ++i) {
+    if (const auto block = find(hashes[i])) scratch_resident_[i] = block->value;
+  }
+  std::uint32_t needed_new = 0, needed_free_hits = 0;
+  for (std::uint32_t i = 0; i < total; ++i) {
+    const std::uint32_t b = scratch_resident_[i];
+    if (b == kNoBlock) {
+      ++needed_new;
+    } else if (blocks_[b].ref_count == 0) {
+      ++needed_free_hits;
+    }
+  }
+  const std::uint32_t needed = needed_new + needed_free_hits;
+  if (needed > uncached_.size + policy.evictable_count()) {
+    ++stats_.allocation_failures;
+    return Status::not_enough_blocks;
+  }
+
+  // Commit. Touch resident blocks first so that taking new blocks cannot
+  // evict a block this request is about to share.
+  std::uint32_t slot;
+  if (free_request_slots_.empty()) {
+    slot = static_cast<std::uint32_t>(request_states_.size());
+    request_states_.emplace_back();
+  } else {
+    slot = free_request_slots_.back();
+    free_request_slots_.pop_back();
+  }
+  RequestState& state = request_states_[slot];
+  state.blocks.resize(total);
+  for (std::uint32_t i = 0; i < total; ++i) {
+    if (scratch_resident_[i] == kNoBlock) continue;
+    state.blocks[i] = BlockId{scratch_resident_[i]};
+    touch(policy, state.blocks[i]);
+    if (i >= result.lookup.hit_blocks) ++result.reused_blocks;
+  }
+  result.new_blocks = needed_new;
+  result.evicted_blocks = take_free_blocks(policy, needed_new);
+  for (std::uint32_t i = 0, next = 0; i < total; ++i) {
+    if (scratch_resident_[i] != kNoBlock) continue;
+    state.blocks[i] = BlockId{scratch_blocks_[next++]};
+    // Token-mode chains cannot repeat a hash within a request; caller-given
+    // hashes can, so only those need the duplicate probe.
+    if (i < hashed) cache_block(policy, state.blocks[i], hashes[i], request.hash_mode());
+  }
+
+  state.id = request.id;
+  state.num_tokens = request.token_count();
+  state.hashed_blocks = hashed;
+  state.last_hash = hashed > 0 ? hashes[hashed - 1] : hasher_.root();
+  state.hash_mode = request.hash_mode();
+  state.sealed = request.hash_mode() && hashed == total && state.num_tokens % block_size() != 0;
+  state.preempted = request.preempted;
+  if (state.hash_mode) {
+    state.partial.clear();
+    state.extras = ExtraKeys{};
+  } else {
+    state.partial.assign(request.tokens.begin() + std::size_t{hashed} * block_size(),
+                         request.tokens.end());
+    state.extras = request.extras;
+  }
+  request_slot_.emplace(request.id, slot);
+  record_admission(request, result.lookup);
+  return result;
+}
+
+// ---------------------------------------------------------------- append
+
+template <class Policy>
+Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
+                                       std::uint32_t num_new_tokens,
+                                       std::span<const BlockHash> completed) {
+  const std::uint64_t new_total_tokens = std::uint64_t{state.num_tokens} + num_new_tokens;
+  const std::uint64_t new_total_blocks = (new_total_tokens + block_size() - 1) / block_size();
+  if (new_total_blocks > num_blocks()) return Status::request_too_large;
+  const auto extra = static_cast<std::uint32_t>(new_total_blocks - state.blocks.size());
+  if (extra > uncached_.size + policy.evictable_count()) {
+    ++stats_.allocation_failures;
+    return Status::not_enough_blocks;
+  }
+
+  AppendResult result;
+  result.new_blocks = extra;
+  result.evicted_blocks = take_free_blocks(policy, extra);
+  for (const std::uint32_t b : scratch_blocks_) state.blocks.push_back(BlockId{b});
+  for (const BlockHash& hash : completed) {
+    if (cache_block(policy, state.blocks[state.hashed_blocks], hash, true)) {
+      ++result.cached_blocks;
+    }
+    ++state.hashed_blocks;
+    state.last_hash = hash;
+  }
+  state.num_tokens = static_cast<std::uint32_t>(new_total_tokens);
+  result.num_tokens = state.num_tokens;
+  return result;
+}
+
+Result<AppendResult> PrefixCache::append(RequestId id, std::span<const TokenId> tokens) {
+  RequestState* state = find_request(id);
+  if (state == nullptr) return Status::unknown_request;
+  if (state->hash_mode) return Status::invalid_hashes;
+  if (tokens.empty()) {
+    AppendResult unchanged;
+    unchanged.num_tokens = state->num_tokens;
+    return unchanged;
+  }
+  if (std::uint64_t{state->num_tokens} + tokens.size() > UINT32_MAX) {
+    return Status::request_too_large;
+  }
+  // Hash the blocks these tokens complete (scratch only: nothing changes yet).
+  scratch_tokens_.assign(state->partial.begin(), state->partial.end());
+  scratch_tokens_.insert(scratch_tokens_.end(), tokens.begin(), tokens.end());
+  const std::size_t completed = scratch_tokens_.size() / block_size();
+  scratch_hashes_.clear();
+  BlockHash parent = state->last_hash;
+  for (std::size_t k = 0; k < completed; ++k) {
+    const auto block_tokens =
+        std::span<const TokenId>(scratch_tokens_).subspan(k * block_size(), block_size());
+    parent = hasher_.hash_block(parent, block_tokens, state->extras,
+                                state->hashed_blocks + static_cast<std::uint32_t>(k));
+    scratch_hashes_.push_back(parent);
+  }
+  const auto num_new = static_cast<std::uint32_t>(tokens.size());
+  auto result =
+      with_policy([&](auto& policy) { return grow(policy, *state, num_new, scratch_hashes_); });
+  if (result) {
+    state->partial.assign(scratch_tokens_.begin() + completed * block_size(),
+                          scratch_tokens_.end());
+  }
+  return result;
+}
+
+Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_new_tokens,
+                                                std::span<const BlockHash> new_hashes) {
+  RequestState* state = find_request(id);
+  if (state == nullptr) return Status::unknown_request;
+  if (!state->hash_mode) return Status::invalid_hashes;
+  if (state->sealed) return Status::request_sealed;
+  const std::uint64_t new_tokens = std::uint64_t{state->num_tokens} + num_new_tokens;
+  if (new_tokens > UINT32_MAX) return Status::request_too_large;
+  const std::uint64_t full = new_tokens / block_size();
+  const std::uint64_t total = (new_tokens + block_size() - 1) / block_size();
+  const std::uint64_t completing = full - state->hashed_blocks;
+  const bool seals = total != full && new_hashes.size() == completing + 1;
+  if (new_hashes.size() != completing && !seals) return Status::invalid_hashes;
+  auto result =
+      with_policy([&](auto& policy) { return grow(policy, *state, num_new_tokens, new_hashes); });
+  if (result && seals) state->sealed = true;
+  return result;
+}
+
+// ---------------------------------------------------------------- free / reset
+
+Result<FreeResult> PrefixCache::free(RequestId id, FreeOrder order) {
+  return with_policy([&](auto& policy) { return free_with(policy, id, order); });
+}
+
+template <class Policy>
+Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrder order) {
+  const auto it = request_slot_.find(id);
+  if (it == request_slot_.end()) return Status::unknown_request;
+  RequestState& state = request_states_[it->second];
+  FreeResult result;
+  const auto release_one = [&](BlockId block) {
+    release(policy, block);
+    if (blocks_[block.value].ref_count == 0) {
+      ++result.released_blocks;
+      result.cached_free_blocks += blocks_[block.value].cached ? 1 : 0;
+    }
+  };
+  if (order == FreeOrder::reverse) {
+    std::for_each(state.blocks.rbegin(), state.blocks.rend(), release_one);
+  } else {
+    std::for_each(state.blocks.begin(), state.blocks.end(), release_one);
+  }
+  state.blocks.clear();  // keeps capacity for the slot's next request
+  free_request_slots_.push_back(it->second);
+  request_slot_.erase(it);
+  return result;
+}
+
+Result<void> PrefixCache::reset() {
+  if (num_used_blocks() > 0) return Status::blocks_in_use;
+  // Uncache in eviction order, appending behind the uncached blocks, so the
+  // free queue's order is kept (vLLM).
+  while (policy_->evictable_count() > 0) {
+    const BlockId b = policy_->evict();
+    BlockMeta& meta = blocks_[b.value];
+    meta.cached = false;
+    if (observer_ != nullptr) observer_->on_block_uncached(b, meta.hash, UncacheCause::reset);
+    links_.push_back(uncached_, b.value);
+  }
+  policy_->clear();
+  index_->clear();
+  ++stats_.resets;
+  return {};
+}
+
+// ---------------------------------------------------------------- invariants
+
+void PrefixCache::check_invariants() const {
+  const auto fail = [](const std::string& what) {
+    throw std::logic_error("kvscope: PrefixCache invariant broken: " + what);
+  };
+  std::vector<std::uint32_t> holders(num_blocks(), 0);
+  for (const auto& [id, slot] : request_slot_) {
+    const RequestState& state = request_states_[slot];
+    if (state.id != id) fail("request slot holds another id");
+    if (state.blocks.size() != blocks_for(state.num_tokens, block_size())) {
+      fail("request " + std::to_string(id.value) + " has a block table of the wrong length");
+    }
+    if (state.hashed_blocks > state.blocks.size()) fail("more hashed blocks than blocks");
+    if (!state.hash_mode &&
+        state.partial.size() !=
+            state.num_tokens - std::size_t{state.hashed_blocks} * block_size()) {
+      fail("request " + std::to_string(id.value) + " keeps the wrong partial tokens");
+    }
+    for (const BlockId b : state.blocks) ++holders.at(b.value);
+  }
+  std::vector<bool> in_ring(num_blocks(), false);
+  std::uint32_t listed = 0;
+  for (std::uint32_t b = uncached_.head; b != detail::kNil && listed <= num_blocks();
+       b = blocks_[b].next, ++listed) {
+    if (in_ring[b]) fail("block " + std::to_string(b) + " twice in the uncached free queue");
+    in_ring[b] = true;
+  }
+  if (listed != uncached_.size) fail("uncached free list length differs from its size");
+  std::uint32_t cached = 0, evictable = 0, used = 0;
+  for (std::uint32_t b = 0; b < num_blocks(); ++b) {
+    const BlockMeta& meta = blocks_[b];
+    if (meta.ref_count != holders[b]) {
+      fail("block " + std::to_string(b) + " ref count " + std::to_string(meta.ref_count) +
+           " but held by " + std::to_string(holders[b]) + " request(s)");
+    }
+    used += meta.ref_count > 0 ? 1 : 0;
+    if (meta.cached) {
+      ++cached;
+      evictable += meta.ref_count == 0 ? 1 : 0;
+      const auto found = find(meta.hash);
+      if (!found || found->value != b) fail("cached block " + std::to_string(b) + " not indexed");
+    }
+    const bool should_be_in_ring = meta.ref_count == 0 && !meta.cached;
+    if (in_ring[b] != should_be_in_ring) {
+      fail("block " + std::to_string(b) + " misplaced in the uncached free queue");
+    }
+  }
+  if (cached != index_->size()) fail("index size differs from the cached block count");
+  if (evictable != policy_->evictable_count()) fail("policy's evictable count is wrong");
+  if (used + num_free_blocks() != num_blocks()) fail("free + in use != num_blocks");
+}
+
+}  // namespace kvscope
