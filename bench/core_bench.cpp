@@ -38,18 +38,32 @@ std::vector<std::vector<TokenId>> make_prompts() {
   return prompts;
 }
 
-void BM_CoreRequestCycle(benchmark::State& state) {
+// Registers one run per eviction policy (the argument), timed in microseconds.
+void for_each_policy(benchmark::internal::Benchmark* bench) {
+  bench->ArgName("policy")->Unit(benchmark::kMicrosecond);
+  for (const auto kind : {kvscope::EvictionPolicyKind::lru, kvscope::EvictionPolicyKind::lfu,
+                          kvscope::EvictionPolicyKind::arc, kvscope::EvictionPolicyKind::s3fifo}) {
+    bench->Arg(static_cast<int>(kind));
+  }
+}
+
+// The pool every benchmark here uses, with the policy from the argument.
+kvscope::PrefixCacheConfig pool_config(const benchmark::State& state) {
   kvscope::PrefixCacheConfig config;
   config.num_blocks = kPoolBlocks;
   config.block_size = kBlockSize;
   config.policy = static_cast<kvscope::EvictionPolicyKind>(state.range(0));
+  return config;
+}
+
+// Runs allocate + free cycles; make_request(id) builds request `id`.
+template <class MakeRequest>
+void run_request_cycles(benchmark::State& state, MakeRequest make_request) {
+  const auto config = pool_config(state);
   kvscope::PrefixCache cache(config);
-  const auto prompts = make_prompts();
   std::uint64_t id = 0;
   for (auto _ : state) {
-    const auto& tokens = prompts[id % kPrompts];
-    const auto request = kvscope::Request::with_tokens(kvscope::RequestId{id}, tokens);
-    const auto allocated = cache.allocate(request);
+    const auto allocated = cache.allocate(make_request(id));
     if (!allocated) state.SkipWithError("allocation failed");
     benchmark::DoNotOptimize(allocated);
     const auto freed = cache.free(kvscope::RequestId{id});
@@ -62,56 +76,34 @@ void BM_CoreRequestCycle(benchmark::State& state) {
       static_cast<double>(stats.evictions) / static_cast<double>(stats.fresh.requests);
   state.SetLabel(std::string(kvscope::to_string(config.policy)));
 }
-BENCHMARK(BM_CoreRequestCycle)
-    ->ArgName("policy")
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lru))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lfu))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::arc))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::s3fifo))
-    ->Unit(benchmark::kMicrosecond);
+
+void BM_CoreRequestCycle(benchmark::State& state) {
+  const auto prompts = make_prompts();
+  run_request_cycles(state, [&](std::uint64_t id) {
+    return kvscope::Request::with_tokens(kvscope::RequestId{id}, prompts[id % kPrompts]);
+  });
+}
+BENCHMARK(BM_CoreRequestCycle)->Apply(for_each_policy);
 
 // The same cycle with hashes computed up front (engines that hash themselves,
 // trace replay): the bookkeeping alone.
 void BM_CoreRequestCycleBookkeeping(benchmark::State& state) {
-  kvscope::PrefixCacheConfig config;
-  config.num_blocks = kPoolBlocks;
-  config.block_size = kBlockSize;
-  config.policy = static_cast<kvscope::EvictionPolicyKind>(state.range(0));
-  kvscope::PrefixCache cache(config);
   kvscope::BlockHasher hasher(kBlockSize);
   std::vector<std::vector<kvscope::BlockHash>> hashes(kPrompts);
   const auto prompts = make_prompts();
   for (std::size_t p = 0; p < kPrompts; ++p) hasher.extend_hashes(prompts[p], {}, hashes[p]);
-  std::uint64_t id = 0;
-  for (auto _ : state) {
-    const auto request =
-        kvscope::Request::with_hashes(kvscope::RequestId{id}, kPromptTokens, hashes[id % kPrompts]);
-    const auto allocated = cache.allocate(request);
-    if (!allocated) state.SkipWithError("allocation failed");
-    benchmark::DoNotOptimize(allocated);
-    const auto freed = cache.free(kvscope::RequestId{id});
-    benchmark::DoNotOptimize(freed);
-    ++id;
-  }
-  state.counters["hit_rate"] = cache.stats().hit_rate();
-  state.SetLabel(std::string(kvscope::to_string(config.policy)));
+  run_request_cycles(state, [&](std::uint64_t id) {
+    return kvscope::Request::with_hashes(kvscope::RequestId{id}, kPromptTokens,
+                                         hashes[id % kPrompts]);
+  });
 }
-BENCHMARK(BM_CoreRequestCycleBookkeeping)
-    ->ArgName("policy")
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lru))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lfu))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::arc))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::s3fifo))
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CoreRequestCycleBookkeeping)->Apply(for_each_policy);
 
 // Metadata bytes per block (block records, hash index, policy state and
 // ghosts; request state excluded), reported as the counter bytes_per_block.
 // The timed part is the construction of a 4,096-block cache.
 void BM_MetadataBytesPerBlock(benchmark::State& state) {
-  kvscope::PrefixCacheConfig config;
-  config.num_blocks = kPoolBlocks;
-  config.block_size = kBlockSize;
-  config.policy = static_cast<kvscope::EvictionPolicyKind>(state.range(0));
+  const auto config = pool_config(state);
   std::size_t bytes = 0;
   for (auto _ : state) {
     kvscope::PrefixCache cache(config);
@@ -121,13 +113,7 @@ void BM_MetadataBytesPerBlock(benchmark::State& state) {
   state.counters["bytes_per_block"] = static_cast<double>(bytes) / kPoolBlocks;
   state.SetLabel(std::string(kvscope::to_string(config.policy)));
 }
-BENCHMARK(BM_MetadataBytesPerBlock)
-    ->ArgName("policy")
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lru))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::lfu))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::arc))
-    ->Arg(static_cast<int>(kvscope::EvictionPolicyKind::s3fifo))
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MetadataBytesPerBlock)->Apply(for_each_policy);
 
 // Chained XXH3-128 hashing of a 2,048-token prompt (128 blocks of 16).
 void BM_BlockHashing(benchmark::State& state) {
