@@ -109,7 +109,10 @@ double PrefixCache::usage() const noexcept {
   return static_cast<double>(num_used_blocks()) / static_cast<double>(num_blocks());
 }
 
-std::optional<BlockId> PrefixCache::find(const BlockHash& hash) const {
+std::optional<BlockId> PrefixCache::find(const BlockHash& hash) const { return find_block(hash); }
+
+[[gnu::always_inline]] inline std::optional<BlockId> PrefixCache::find_block(
+    const BlockHash& hash) const {
   const auto entry =
       index_->find(detail::fold(hash), [&](std::uint32_t b) { return blocks_[b].hash == hash; });
   if (!entry) return std::nullopt;
@@ -217,7 +220,7 @@ LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHas
   scratch_resident_.assign(result.total_blocks, kNoBlock);
   std::uint32_t hits = 0;
   for (; hits < eligible; ++hits) {
-    const auto block = find(hashes[hits]);
+    const auto block = find_block(hashes[hits]);
     if (!block) break;
     scratch_resident_[hits] = block->value;
   }
@@ -243,44 +246,35 @@ Result<LookupResult> PrefixCache::lookup(const Request& request) {
 
 // ---------------------------------------------------------------- block moves
 
-// Takes n free blocks into scratch_blocks_ (uncached ones first, then the
-// policy's victims) with ref count 1 and returns how many were evicted.
-// Victims are picked first and un-indexed after, so their index probes are
-// issued together instead of one dependent cache miss at a time.
+// Takes one free block (an uncached one if any, else the policy's victim,
+// which loses its hash) and gives it ref count 1. Returns the block; sets
+// `evicted` when a cached block was reclaimed.
+// Per-block hot path: inlined into every operation loop.
 template <class Policy>
-std::uint32_t PrefixCache::take_free_blocks(Policy& policy, std::uint32_t n) {
-  assert(n <= uncached_.size + policy.evictable_count());
-  scratch_blocks_.clear();
-  while (scratch_blocks_.size() < n && !uncached_.empty()) {
-    scratch_blocks_.push_back(links_.pop_front(uncached_));
-  }
-  const std::size_t first_victim = scratch_blocks_.size();
-  while (scratch_blocks_.size() < n) {
-    const std::uint32_t victim = policy.evict().value;
-    index_->prefetch(detail::fold(blocks_[victim].hash));
-    scratch_blocks_.push_back(victim);
-  }
-  for (std::size_t i = first_victim; i < n; ++i) {
-    const std::uint32_t b = scratch_blocks_[i];
+[[gnu::always_inline]] inline BlockId PrefixCache::take_free_block(Policy& policy, bool& evicted) {
+  assert(num_free_blocks() > 0);
+  evicted = uncached_.empty();
+  std::uint32_t b;
+  if (!evicted) {
+    b = links_.pop_front(uncached_);
+  } else {
+    b = policy.evict().value;
     BlockMeta& meta = blocks_[b];
     index_->erase(detail::fold(meta.hash), b);
     meta.cached = false;
     policy.on_evicted(BlockId{b}, meta.hash);
-    if (observer_ != nullptr) {
+    ++stats_.evictions;
+    if (observer_ != nullptr)
       observer_->on_block_uncached(BlockId{b}, meta.hash, UncacheCause::reused);
-    }
   }
-  for (const std::uint32_t b : scratch_blocks_) {
-    blocks_[b].ref_count = 1;
-    if (observer_ != nullptr) observer_->on_block_allocated(BlockId{b});
-  }
-  const auto evicted = static_cast<std::uint32_t>(n - first_victim);
-  stats_.evictions += evicted;
-  return evicted;
+  blocks_[b].ref_count = 1;
+  if (observer_ != nullptr) observer_->on_block_allocated(BlockId{b});
+  return BlockId{b};
 }
 
+// Per-block hot path: inlined into every operation loop.
 template <class Policy>
-void PrefixCache::touch(Policy& policy, BlockId id) {
+[[gnu::always_inline]] inline void PrefixCache::touch(Policy& policy, BlockId id) {
   BlockMeta& meta = blocks_[id.value];
   policy.on_touched(id, meta.ref_count == 0);
   ++meta.ref_count;
@@ -291,10 +285,12 @@ void PrefixCache::touch(Policy& policy, BlockId id) {
 // block stays private: no duplicate entries). Returns whether it was cached.
 // `may_be_resident` false skips the probe when the caller has just seen the
 // hash absent (saves one index probe per new block on the allocate path).
+// Per-block hot path: inlined into every operation loop.
 template <class Policy>
-bool PrefixCache::cache_block(Policy& policy, BlockId id, const BlockHash& hash,
-                              bool may_be_resident) {
-  if (may_be_resident && find(hash)) return false;
+[[gnu::always_inline]] inline bool PrefixCache::cache_block(Policy& policy, BlockId id,
+                                                            const BlockHash& hash,
+                                                            bool may_be_resident) {
+  if (may_be_resident && find_block(hash)) return false;
   BlockMeta& meta = blocks_[id.value];
   meta.hash = hash;
   meta.cached = true;
@@ -304,8 +300,9 @@ bool PrefixCache::cache_block(Policy& policy, BlockId id, const BlockHash& hash,
   return true;
 }
 
+// Per-block hot path: inlined into every operation loop.
 template <class Policy>
-void PrefixCache::release(Policy& policy, BlockId id) {
+[[gnu::always_inline]] inline void PrefixCache::release(Policy& policy, BlockId id) {
   BlockMeta& meta = blocks_[id.value];
   assert(meta.ref_count > 0);
   if (--meta.ref_count != 0) return;
@@ -345,7 +342,7 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
 
   // Past the prefix, share any block whose hash is still resident.
   for (std::uint32_t i = result.lookup.hit_blocks; i < hashed; ++i) {
-    if (const auto block = find(hashes[i])) scratch_resident_[i] = block->value;
+    if (const auto block = find_block(hashes[i])) scratch_resident_[i] = block->value;
   }
   std::uint32_t needed_new = 0, needed_free_hits = 0;
   for (std::uint32_t i = 0; i < total; ++i) {
@@ -381,10 +378,11 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
     if (i >= result.lookup.hit_blocks) ++result.reused_blocks;
   }
   result.new_blocks = needed_new;
-  result.evicted_blocks = take_free_blocks(policy, needed_new);
-  for (std::uint32_t i = 0, next = 0; i < total; ++i) {
+  for (std::uint32_t i = 0; i < total; ++i) {
     if (scratch_resident_[i] != kNoBlock) continue;
-    state.blocks[i] = BlockId{scratch_blocks_[next++]};
+    bool evicted = false;
+    state.blocks[i] = take_free_block(policy, evicted);
+    result.evicted_blocks += evicted ? 1 : 0;
     // Token-mode chains cannot repeat a hash within a request; caller-given
     // hashes can, so only those need the duplicate probe.
     if (i < hashed) cache_block(policy, state.blocks[i], hashes[i], request.hash_mode());
@@ -427,8 +425,11 @@ Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
 
   AppendResult result;
   result.new_blocks = extra;
-  result.evicted_blocks = take_free_blocks(policy, extra);
-  for (const std::uint32_t b : scratch_blocks_) state.blocks.push_back(BlockId{b});
+  for (std::uint32_t i = 0; i < extra; ++i) {
+    bool evicted = false;
+    state.blocks.push_back(take_free_block(policy, evicted));
+    result.evicted_blocks += evicted ? 1 : 0;
+  }
   for (const BlockHash& hash : completed) {
     if (cache_block(policy, state.blocks[state.hashed_blocks], hash, true)) {
       ++result.cached_blocks;

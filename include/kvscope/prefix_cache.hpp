@@ -256,13 +256,14 @@ class PrefixCache {
   template <class Policy>
   Result<FreeResult> free_with(Policy& policy, RequestId id, FreeOrder order);
   template <class Policy>
-  std::uint32_t take_free_blocks(Policy& policy, std::uint32_t n);
+  BlockId take_free_block(Policy& policy, bool& evicted);
   template <class Policy>
   void touch(Policy& policy, BlockId id);
   template <class Policy>
   bool cache_block(Policy& policy, BlockId id, const BlockHash& hash, bool may_be_resident);
   template <class Policy>
   void release(Policy& policy, BlockId id);
+  std::optional<BlockId> find_block(const BlockHash& hash) const;  // find(), inlined
   RequestState* find_request(RequestId id);
   const RequestState* find_request(RequestId id) const;
 
@@ -280,7 +281,6 @@ class PrefixCache {
   std::vector<std::uint32_t>
       scratch_resident_;  // per block of a request: resident block id or none
   std::vector<TokenId> scratch_tokens_;
-  std::vector<std::uint32_t> scratch_blocks_;  // blocks just taken by take_free_blocks
   PrefixCacheStats stats_;
   PrefixCacheObserver* observer_ = nullptr;
 };

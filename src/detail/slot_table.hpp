@@ -41,12 +41,6 @@ class SlotTable {
     }
   }
 
-  /// Hints the CPU to load the home slot of `key_mix`, so that a later
-  /// find/erase of that key overlaps its cache miss with other work.
-  void prefetch(std::uint64_t key_mix) const noexcept {
-    __builtin_prefetch(&slots_[tag_of(key_mix) & mask_]);
-  }
-
   /// Precondition: no entry with an equal key is present; size() < max_entries.
   void insert(std::uint64_t key_mix, std::uint32_t entry) {
     const auto tag = tag_of(key_mix);
