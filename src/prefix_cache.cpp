@@ -36,7 +36,6 @@ struct PrefixCache::RequestState {
   ExtraKeys extras;
   bool hash_mode = false;
   bool sealed = false;
-  bool preempted = false;
 };
 
 namespace {
@@ -361,15 +360,7 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
 
   // Commit. Touch resident blocks first so that taking new blocks cannot
   // evict a block this request is about to share.
-  std::uint32_t slot;
-  if (free_request_slots_.empty()) {
-    slot = static_cast<std::uint32_t>(request_states_.size());
-    request_states_.emplace_back();
-  } else {
-    slot = free_request_slots_.back();
-    free_request_slots_.pop_back();
-  }
-  RequestState& state = request_states_[slot];
+  RequestState& state = open_request(request, hashes);
   state.blocks.resize(total);
   for (std::uint32_t i = 0; i < total; ++i) {
     if (scratch_resident_[i] == kNoBlock) continue;
@@ -388,13 +379,32 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
     if (i < hashed) cache_block(policy, state.blocks[i], hashes[i], request.hash_mode());
   }
 
+  record_admission(request, result.lookup);
+  return result;
+}
+
+// Registers an admitted request in a (reused) slot; the caller fills its
+// block table. Keeps what decode growth needs: the chain's last hash and, in
+// token mode, the tokens after the last full block and the extra keys.
+PrefixCache::RequestState& PrefixCache::open_request(const Request& request,
+                                                     std::span<const BlockHash> hashes) {
+  std::uint32_t slot;
+  if (free_request_slots_.empty()) {
+    slot = static_cast<std::uint32_t>(request_states_.size());
+    request_states_.emplace_back();
+  } else {
+    slot = free_request_slots_.back();
+    free_request_slots_.pop_back();
+  }
+  RequestState& state = request_states_[slot];
+  const auto hashed = static_cast<std::uint32_t>(hashes.size());
   state.id = request.id;
   state.num_tokens = request.token_count();
   state.hashed_blocks = hashed;
-  state.last_hash = hashed > 0 ? hashes[hashed - 1] : hasher_.root();
+  state.last_hash = hashed > 0 ? hashes.back() : hasher_.root();
   state.hash_mode = request.hash_mode();
-  state.sealed = request.hash_mode() && hashed == total && state.num_tokens % block_size() != 0;
-  state.preempted = request.preempted;
+  state.sealed = state.hash_mode && hashed == blocks_for(state.num_tokens, block_size()) &&
+                 state.num_tokens % block_size() != 0;
   if (state.hash_mode) {
     state.partial.clear();
     state.extras = ExtraKeys{};
@@ -404,8 +414,7 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
     state.extras = request.extras;
   }
   request_slot_.emplace(request.id, slot);
-  record_admission(request, result.lookup);
-  return result;
+  return state;
 }
 
 // ---------------------------------------------------------------- append

@@ -245,6 +245,7 @@ class PrefixCache {
   std::uint32_t eligible_hit_blocks(const Request& request, std::uint32_t hashed) const;
   LookupResult probe(const Request& request, std::span<const BlockHash> hashes);
   void record_admission(const Request& request, const LookupResult& lookup);
+  RequestState& open_request(const Request& request, std::span<const BlockHash> hashes);
   // The hot paths are templates over the concrete policy (see src/eviction/).
   template <class Fn>
   decltype(auto) with_policy(Fn&& fn);
