@@ -30,6 +30,15 @@ QueryCounts& QueryCounts::operator+=(const QueryCounts& other) noexcept {
   return *this;
 }
 
+QueryCounts& QueryCounts::operator-=(const QueryCounts& other) noexcept {
+  requests -= other.requests;
+  query_tokens -= other.query_tokens;
+  hit_tokens -= other.hit_tokens;
+  query_blocks -= other.query_blocks;
+  hit_blocks -= other.hit_blocks;
+  return *this;
+}
+
 double QueryCounts::token_hit_rate() const noexcept { return ratio(hit_tokens, query_tokens); }
 double QueryCounts::block_hit_rate() const noexcept { return ratio(hit_blocks, query_blocks); }
 

@@ -18,6 +18,8 @@ struct QueryCounts {
   std::uint64_t hit_blocks = 0;    ///< blocks served from cache (prefix hit)
 
   QueryCounts& operator+=(const QueryCounts& other) noexcept;
+  /// Precondition: every field of other <= this one's (window bookkeeping).
+  QueryCounts& operator-=(const QueryCounts& other) noexcept;
   friend bool operator==(const QueryCounts&, const QueryCounts&) = default;
   /// hit_tokens / query_tokens; 0 when nothing was queried.
   double token_hit_rate() const noexcept;

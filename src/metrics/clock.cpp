@@ -1,0 +1,10 @@
+#include "kvscope/metrics/clock.hpp"
+
+namespace kvscope {
+
+const SteadyClock& SteadyClock::instance() noexcept {
+  static const SteadyClock clock;
+  return clock;
+}
+
+}  // namespace kvscope
