@@ -246,17 +246,18 @@ Result<LookupResult> PrefixCache::lookup(const Request& request) {
 // ---------------------------------------------------------------- block moves
 
 // Takes one free block (an uncached one if any, else the policy's victim,
-// which loses its hash) and gives it ref count 1. Returns the block; sets
-// `evicted` when a cached block was reclaimed.
+// which loses its hash) and gives it ref count 1. Returns the block; adds 1
+// to `evicted_count` when a cached block was reclaimed.
 // Per-block hot path: inlined into every operation loop.
 template <class Policy>
-[[gnu::always_inline]] inline BlockId PrefixCache::take_free_block(Policy& policy, bool& evicted) {
+[[gnu::always_inline]] inline BlockId PrefixCache::take_free_block(Policy& policy,
+                                                                   std::uint32_t& evicted_count) {
   assert(num_free_blocks() > 0);
-  evicted = uncached_.empty();
   std::uint32_t b;
-  if (!evicted) {
+  if (!uncached_.empty()) {
     b = links_.pop_front(uncached_);
   } else {
+    ++evicted_count;
     b = policy.evict().value;
     BlockMeta& meta = blocks_[b];
     index_->erase(detail::fold(meta.hash), b);
@@ -371,9 +372,7 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
   result.new_blocks = needed_new;
   for (std::uint32_t i = 0; i < total; ++i) {
     if (scratch_resident_[i] != kNoBlock) continue;
-    bool evicted = false;
-    state.blocks[i] = take_free_block(policy, evicted);
-    result.evicted_blocks += evicted ? 1 : 0;
+    state.blocks[i] = take_free_block(policy, result.evicted_blocks);
     // Token-mode chains cannot repeat a hash within a request; caller-given
     // hashes can, so only those need the duplicate probe.
     if (i < hashed) cache_block(policy, state.blocks[i], hashes[i], request.hash_mode());
@@ -435,9 +434,7 @@ Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
   AppendResult result;
   result.new_blocks = extra;
   for (std::uint32_t i = 0; i < extra; ++i) {
-    bool evicted = false;
-    state.blocks.push_back(take_free_block(policy, evicted));
-    result.evicted_blocks += evicted ? 1 : 0;
+    state.blocks.push_back(take_free_block(policy, result.evicted_blocks));
   }
   for (const BlockHash& hash : completed) {
     if (cache_block(policy, state.blocks[state.hashed_blocks], hash, true)) {

@@ -257,7 +257,7 @@ class PrefixCache {
   template <class Policy>
   Result<FreeResult> free_with(Policy& policy, RequestId id, FreeOrder order);
   template <class Policy>
-  BlockId take_free_block(Policy& policy, bool& evicted);
+  BlockId take_free_block(Policy& policy, std::uint32_t& evicted_count);
   template <class Policy>
   void touch(Policy& policy, BlockId id);
   template <class Policy>
