@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -58,6 +59,13 @@ void PrefixCacheConfig::validate() const {
   if (!(s3fifo_small_ratio > 0.0 && s3fifo_small_ratio < 1.0)) {
     throw std::invalid_argument("kvscope: s3fifo_small_ratio must be in (0, 1), got " +
                                 std::to_string(s3fifo_small_ratio));
+  }
+}
+
+void ObserverOptions::validate() const {
+  if (!(sample_rate > 0.0 && sample_rate <= 1.0)) {
+    throw std::invalid_argument("kvscope: observer sample_rate must be in (0, 1], got " +
+                                std::to_string(sample_rate));
   }
 }
 
@@ -224,12 +232,14 @@ LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHas
     scratch_resident_[hits] = block->value;
   }
   result.hit_blocks = hits;
+  if (hits > 0) result.prefix_hash = hashes[hits - 1];
   result.hit_tokens = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(std::uint64_t{hits} * block_size(), tokens));
   if (result.hashed_blocks == 0) {
     result.stop = LookupStop::too_short;
   } else if (hits < eligible) {
     result.stop = LookupStop::not_resident;
+    result.first_miss_hash = hashes[hits];
   } else if (eligible < result.hashed_blocks) {
     result.stop = LookupStop::hit_cap;
   } else {
@@ -240,7 +250,14 @@ LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHas
 
 Result<LookupResult> PrefixCache::lookup(const Request& request) {
   if (const auto shape = validate_shape(request); !shape) return shape.status();
-  return probe(request, request_hashes(request));
+  const LookupResult result = probe(request, request_hashes(request));
+  QueryCounts& probes = stats_.probes;
+  ++probes.requests;
+  probes.query_tokens += request.token_count();
+  probes.hit_tokens += result.hit_tokens;
+  probes.query_blocks += result.total_blocks;
+  probes.hit_blocks += result.hit_blocks;
+  return result;
 }
 
 // ---------------------------------------------------------------- block moves
@@ -264,11 +281,11 @@ template <class Policy>
     meta.cached = false;
     policy.on_evicted(BlockId{b}, meta.hash);
     ++stats_.evictions;
-    if (observer_ != nullptr)
-      observer_->on_block_uncached(BlockId{b}, meta.hash, UncacheCause::reused);
+    if (observer_ != nullptr && (meta.watched || observer_options_.every_uncache)) [[unlikely]]
+      report_uncached(BlockId{b}, UncacheCause::reused);
   }
   blocks_[b].ref_count = 1;
-  if (observer_ != nullptr) observer_->on_block_allocated(BlockId{b});
+  if (observer_ != nullptr && --sample_countdown_ == 0) watch_if_sampled(BlockId{b});
   return BlockId{b};
 }
 
@@ -278,7 +295,8 @@ template <class Policy>
   BlockMeta& meta = blocks_[id.value];
   policy.on_touched(id, meta.ref_count == 0);
   ++meta.ref_count;
-  if (observer_ != nullptr) observer_->on_block_hit(id);
+  if (meta.watched) [[unlikely]]
+    observer_->on_block_hit(id, event_time());
 }
 
 // Gives a block its hash unless another block already holds it (then the
@@ -296,7 +314,8 @@ template <class Policy>
   meta.cached = true;
   index_->insert(detail::fold(hash), id.value);
   policy.on_cached(id, hash);
-  if (observer_ != nullptr) observer_->on_block_cached(id, hash);
+  if (meta.watched) [[unlikely]]
+    observer_->on_block_cached(id, hash, event_time());
   return true;
 }
 
@@ -311,7 +330,60 @@ template <class Policy>
   } else {  // nothing worth keeping: reuse it before any cached block
     links_.push_front(uncached_, id.value);
   }
-  if (observer_ != nullptr) observer_->on_block_released(id, meta.cached);
+  if (meta.watched) [[unlikely]] {
+    meta.watched = meta.cached;  // an uncached block's story ends at its release
+    observer_->on_block_released(id, meta.cached, event_time());
+  }
+}
+
+// ---------------------------------------------------------------- observer
+
+void PrefixCache::set_observer(PrefixCacheObserver* observer, const ObserverOptions& options) {
+  options.validate();
+  observer_ = observer;
+  observer_options_ = options;
+  if (observer_options_.clock == nullptr) observer_options_.clock = &SteadyClock::instance();
+  for (BlockMeta& meta : blocks_) meta.watched = 0;
+  sample_state_ = options.sample_seed;
+  sample_countdown_ = 1 + next_sample_gap();
+}
+
+// The operation's timestamp, read from the clock on first use.
+Timestamp PrefixCache::event_time() noexcept {
+  if (!event_time_known_) {
+    event_time_ = observer_options_.clock->now();
+    event_time_known_ = true;
+  }
+  return event_time_;
+}
+
+// Allocations skipped before the next watched one: geometric with success
+// probability sample_rate, so every allocation is watched with that
+// probability, independently, at the cost of one countdown per allocation.
+std::uint64_t PrefixCache::next_sample_gap() noexcept {
+  const double rate = observer_options_.sample_rate;
+  if (rate >= 1.0) return 0;
+  const std::uint64_t bits = detail::splitmix64(sample_state_);
+  const double uniform = (static_cast<double>(bits >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+  const double gap = std::floor(std::log(uniform) / std::log1p(-rate));
+  return gap >= 1e18 ? std::uint64_t{1'000'000'000'000'000'000} : static_cast<std::uint64_t>(gap);
+}
+
+// Called when the countdown reaches 0: `id` was just allocated and is watched.
+void PrefixCache::watch_if_sampled(BlockId id) {
+  sample_countdown_ = 1 + next_sample_gap();
+  blocks_[id.value].watched = 1;
+  observer_->on_block_allocated(id, event_time());
+}
+
+// `id` just lost its hash; tells the observer if it follows this block.
+void PrefixCache::report_uncached(BlockId id, UncacheCause cause) {
+  BlockMeta& meta = blocks_[id.value];
+  const bool watched = meta.watched != 0;
+  meta.watched = 0;
+  if (watched || observer_options_.every_uncache) {
+    observer_->on_block_uncached(id, meta.hash, cause, watched, event_time());
+  }
 }
 
 // ---------------------------------------------------------------- allocate
@@ -326,6 +398,7 @@ void PrefixCache::record_admission(const Request& request, const LookupResult& l
 }
 
 Result<AllocateResult> PrefixCache::allocate(const Request& request) {
+  begin_operation();
   return with_policy([&](auto& policy) { return allocate_with(policy, request); });
 }
 
@@ -378,6 +451,7 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
     if (i < hashed) cache_block(policy, state.blocks[i], hashes[i], request.hash_mode());
   }
 
+  block_references_ += total;
   record_admission(request, result.lookup);
   return result;
 }
@@ -433,6 +507,7 @@ Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
 
   AppendResult result;
   result.new_blocks = extra;
+  block_references_ += extra;
   for (std::uint32_t i = 0; i < extra; ++i) {
     state.blocks.push_back(take_free_block(policy, result.evicted_blocks));
   }
@@ -449,6 +524,7 @@ Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
 }
 
 Result<AppendResult> PrefixCache::append(RequestId id, std::span<const TokenId> tokens) {
+  begin_operation();
   RequestState* state = find_request(id);
   if (state == nullptr) return Status::unknown_request;
   if (state->hash_mode) return Status::invalid_hashes;
@@ -485,6 +561,7 @@ Result<AppendResult> PrefixCache::append(RequestId id, std::span<const TokenId> 
 
 Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_new_tokens,
                                                 std::span<const BlockHash> new_hashes) {
+  begin_operation();
   RequestState* state = find_request(id);
   if (state == nullptr) return Status::unknown_request;
   if (!state->hash_mode) return Status::invalid_hashes;
@@ -505,6 +582,7 @@ Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_
 // ---------------------------------------------------------------- free / reset
 
 Result<FreeResult> PrefixCache::free(RequestId id, FreeOrder order) {
+  begin_operation();
   return with_policy([&](auto& policy) { return free_with(policy, id, order); });
 }
 
@@ -526,6 +604,7 @@ Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrde
   } else {
     std::for_each(state.blocks.begin(), state.blocks.end(), release_one);
   }
+  block_references_ -= state.blocks.size();
   state.blocks.clear();  // keeps capacity for the slot's next request
   free_request_slots_.push_back(it->second);
   request_slot_.erase(it);
@@ -533,6 +612,7 @@ Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrde
 }
 
 Result<void> PrefixCache::reset() {
+  begin_operation();
   if (num_used_blocks() > 0) return Status::blocks_in_use;
   // Uncache in eviction order, appending behind the uncached blocks, so the
   // free queue's order is kept (vLLM).
@@ -540,7 +620,8 @@ Result<void> PrefixCache::reset() {
     const BlockId b = policy_->evict();
     BlockMeta& meta = blocks_[b.value];
     meta.cached = false;
-    if (observer_ != nullptr) observer_->on_block_uncached(b, meta.hash, UncacheCause::reset);
+    ++stats_.reset_evictions;
+    if (observer_ != nullptr) report_uncached(b, UncacheCause::reset);
     links_.push_back(uncached_, b.value);
   }
   policy_->clear();
@@ -579,6 +660,7 @@ void PrefixCache::check_invariants() const {
   }
   if (listed != uncached_.size) fail("uncached free list length differs from its size");
   std::uint32_t cached = 0, evictable = 0, used = 0;
+  std::uint64_t references = 0;
   for (std::uint32_t b = 0; b < num_blocks(); ++b) {
     const BlockMeta& meta = blocks_[b];
     if (meta.ref_count != holders[b]) {
@@ -586,6 +668,10 @@ void PrefixCache::check_invariants() const {
            " but held by " + std::to_string(holders[b]) + " request(s)");
     }
     used += meta.ref_count > 0 ? 1 : 0;
+    references += meta.ref_count;
+    if (meta.watched && (observer_ == nullptr || (meta.ref_count == 0 && !meta.cached))) {
+      fail("block " + std::to_string(b) + " is watched but free and uncached, or unobserved");
+    }
     if (meta.cached) {
       ++cached;
       evictable += meta.ref_count == 0 ? 1 : 0;
@@ -600,6 +686,7 @@ void PrefixCache::check_invariants() const {
   if (cached != index_->size()) fail("index size differs from the cached block count");
   if (evictable != policy_->evictable_count()) fail("policy's evictable count is wrong");
   if (used + num_free_blocks() != num_blocks()) fail("free + in use != num_blocks");
+  if (references != block_references_) fail("block reference count differs from the ref sum");
 }
 
 }  // namespace kvscope

@@ -1,25 +1,8 @@
 #include "kvscope/prefix_cache_stats.hpp"
 
-#include <nlohmann/json.hpp>
+#include "metrics/json_util.hpp"
 
 namespace kvscope {
-namespace {
-
-double ratio(std::uint64_t part, std::uint64_t whole) noexcept {
-  return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
-}
-
-nlohmann::json to_json_object(const QueryCounts& c) {
-  return nlohmann::json{{"requests", c.requests},
-                        {"queries", c.query_tokens},
-                        {"hits", c.hit_tokens},
-                        {"query_blocks", c.query_blocks},
-                        {"hit_blocks", c.hit_blocks},
-                        {"hit_rate", c.token_hit_rate()},
-                        {"block_hit_rate", c.block_hit_rate()}};
-}
-
-}  // namespace
 
 QueryCounts& QueryCounts::operator+=(const QueryCounts& other) noexcept {
   requests += other.requests;
@@ -39,24 +22,39 @@ QueryCounts& QueryCounts::operator-=(const QueryCounts& other) noexcept {
   return *this;
 }
 
-double QueryCounts::token_hit_rate() const noexcept { return ratio(hit_tokens, query_tokens); }
-double QueryCounts::block_hit_rate() const noexcept { return ratio(hit_blocks, query_blocks); }
+double QueryCounts::token_hit_rate() const noexcept { return detail::ratio(hit_tokens, query_tokens); }
+double QueryCounts::block_hit_rate() const noexcept { return detail::ratio(hit_blocks, query_blocks); }
 
 PrefixCacheStats& PrefixCacheStats::operator+=(const PrefixCacheStats& other) noexcept {
   fresh += other.fresh;
   preempted += other.preempted;
+  probes += other.probes;
   allocation_failures += other.allocation_failures;
   evictions += other.evictions;
   resets += other.resets;
+  reset_evictions += other.reset_evictions;
+  return *this;
+}
+
+PrefixCacheStats& PrefixCacheStats::operator-=(const PrefixCacheStats& other) noexcept {
+  fresh -= other.fresh;
+  preempted -= other.preempted;
+  probes -= other.probes;
+  allocation_failures -= other.allocation_failures;
+  evictions -= other.evictions;
+  resets -= other.resets;
+  reset_evictions -= other.reset_evictions;
   return *this;
 }
 
 std::string PrefixCacheStats::to_json() const {
-  nlohmann::json j = to_json_object(fresh);
-  j["preempted"] = to_json_object(preempted);
+  nlohmann::json j = detail::query_counts_json(fresh);
+  j["preempted"] = detail::query_counts_json(preempted);
+  j["probes"] = detail::query_counts_json(probes);
   j["allocation_failures"] = allocation_failures;
   j["evictions"] = evictions;
   j["resets"] = resets;
+  j["reset_evictions"] = reset_evictions;
   return j.dump();
 }
 

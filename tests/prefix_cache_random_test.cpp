@@ -39,9 +39,10 @@ struct EventCounter : PrefixCacheObserver {
   std::uint64_t uncached_reused = 0;
   std::uint64_t uncached_reset = 0;
   std::uint64_t released = 0;
-  void on_block_cached(BlockId, const BlockHash&) override { ++cached; }
-  void on_block_released(BlockId, bool) override { ++released; }
-  void on_block_uncached(BlockId, const BlockHash&, UncacheCause cause) override {
+  void on_block_cached(BlockId, const BlockHash&, Timestamp) override { ++cached; }
+  void on_block_released(BlockId, bool, Timestamp) override { ++released; }
+  void on_block_uncached(BlockId, const BlockHash&, UncacheCause cause, bool,
+                         Timestamp) override {
     ++(cause == UncacheCause::reused ? uncached_reused : uncached_reset);
   }
 };
@@ -534,8 +535,17 @@ void RandomOps::op_lookup() {
   EXPECT_EQ(res->total_blocks, pred.lookup.total_blocks);
   EXPECT_EQ(res->hashed_blocks, pred.lookup.hashed_blocks);
   EXPECT_NE(std::find(pred.stop_ok.begin(), pred.stop_ok.end(), res->stop), pred.stop_ok.end());
+  // A probe changes no block; it is counted in stats.probes only.
+  QueryCounts& probes = m.stats_.probes;
+  ++probes.requests;
+  probes.query_tokens += tokens.size();
+  probes.hit_tokens += pred.lookup.hit_tokens;
+  probes.query_blocks += pred.lookup.total_blocks;
+  probes.hit_blocks += pred.lookup.hit_blocks;
+  Snapshot expected = before;
+  expected.stats.probes = probes;
   const Snapshot after = Snapshot::of(*cache_);
-  testing_util::expect_unchanged(before, after);
+  testing_util::expect_unchanged(expected, after);
   EXPECT_EQ(before.stats.allocation_failures, after.stats.allocation_failures);
 }
 
@@ -554,6 +564,7 @@ void RandomOps::op_reset() {
   EXPECT_EQ(testing_util::free_ids(*cache_), before.free_queue) << "reset keeps the free order";
   m.reset(before.free_queue);
   ++m.stats_.resets;
+  m.stats_.reset_evictions += before.num_cached;
   ++cov_.resets;
 }
 

@@ -306,7 +306,9 @@ TEST(PrefixCacheLookup, MaxHitTokensOverridesTheDefaultCap) {
   EXPECT_EQ(r0->stop, LookupStop::hit_cap);
 }
 
-TEST(PrefixCacheLookup, ChangesNothingAndRecordsNoStats) {
+// A probe of 10 tokens hitting 2 blocks (8 tokens) of 3: counted in
+// stats.probes only, nothing else changes.
+TEST(PrefixCacheLookup, ChangesNothingButCountsTheProbe) {
   PrefixCache cache(config(8, kBs));
   const auto a = seq(10, 100);
   ASSERT_TRUE(cache.allocate(req(1, a)).ok());
@@ -315,8 +317,11 @@ TEST(PrefixCacheLookup, ChangesNothingAndRecordsNoStats) {
   auto r = cache.lookup(req(2, a));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->hit_blocks, 2u);
+  EXPECT_EQ(r->prefix_hash, chain(kBs, a)[1]) << "names the last hit block";
+  auto expected = before;
+  expected.stats.probes = QueryCounts{1, 10, 8, 3, 2};
   const auto after = testing_util::Snapshot::of(cache);
-  testing_util::expect_unchanged(before, after);
+  testing_util::expect_unchanged(expected, after);
   EXPECT_EQ(before.stats.allocation_failures, after.stats.allocation_failures);
 }
 
@@ -920,14 +925,15 @@ struct CountingObserver : PrefixCacheObserver {
   std::vector<std::uint32_t> cached_blocks;
   std::vector<std::uint32_t> evicted_blocks;
 
-  void on_block_allocated(BlockId) override { ++allocated; }
-  void on_block_cached(BlockId b, const BlockHash&) override {
+  void on_block_allocated(BlockId, Timestamp) override { ++allocated; }
+  void on_block_cached(BlockId b, const BlockHash&, Timestamp) override {
     ++cached;
     cached_blocks.push_back(b.value);
   }
-  void on_block_hit(BlockId) override { ++hit; }
-  void on_block_released(BlockId, bool c) override { ++(c ? released_cached : released_uncached); }
-  void on_block_uncached(BlockId b, const BlockHash&, UncacheCause cause) override {
+  void on_block_hit(BlockId, Timestamp) override { ++hit; }
+  void on_block_released(BlockId, bool c, Timestamp) override { ++(c ? released_cached : released_uncached); }
+  void on_block_uncached(BlockId b, const BlockHash&, UncacheCause cause, bool,
+                         Timestamp) override {
     if (cause == UncacheCause::reused) {
       ++uncached_reused;
       evicted_blocks.push_back(b.value);

@@ -37,6 +37,7 @@
 #include "kvscope/block_hasher.hpp"
 #include "kvscope/detail/block_slot.hpp"
 #include "kvscope/eviction_policy.hpp"
+#include "kvscope/metrics/clock.hpp"
 #include "kvscope/prefix_cache_stats.hpp"
 #include "kvscope/result.hpp"
 #include "kvscope/types.hpp"
@@ -104,6 +105,12 @@ struct LookupResult {
   std::uint32_t total_blocks = 0;   ///< ceil(num_tokens / block_size)
   std::uint32_t hashed_blocks = 0;  ///< blocks with a hash (full, or named in hash mode)
   LookupStop stop = LookupStop::too_short;
+  /// Hash of the last hit block: names the cached prefix that served the hit
+  /// (per-prefix metrics). Meaningful only when hit_blocks > 0.
+  BlockHash prefix_hash;
+  /// Hash of the first block that missed; meaningful only when stop is
+  /// not_resident (refault checks).
+  BlockHash first_miss_hash;
 };
 
 struct AllocateResult {
@@ -136,21 +143,47 @@ enum class FreeOrder {
 enum class UncacheCause { reused, reset };
 
 /// Block lifecycle hooks; all default to no-ops. Called synchronously on the
-/// cache's thread, in the middle of an operation: do not call back into the
-/// cache. Keep them cheap (they run per block).
+/// cache's thread, in the middle of an operation: do not call mutating
+/// members of the cache (const queries are fine). Keep them cheap.
+///
+/// Hooks report *watched* blocks only: a block becomes watched when it is
+/// allocated and chosen by the sampler (ObserverOptions::sample_rate), and
+/// stops being watched when it loses its hash or is released without one.
+/// `now` is the operation's timestamp: the cache reads its clock at most
+/// once per operation, and only when some hook fires.
 class PrefixCacheObserver {
  public:
   virtual ~PrefixCacheObserver() = default;
-  /// A block was taken from the free pool for a request (ref 0 -> 1).
-  virtual void on_block_allocated(BlockId) {}
-  /// A block got a hash and became hittable.
-  virtual void on_block_cached(BlockId, const BlockHash&) {}
-  /// A request touched an already cached block (prefix hit or shared reuse).
-  virtual void on_block_hit(BlockId) {}
-  /// A block's ref count reached 0; `cached` tells whether it stays hittable.
-  virtual void on_block_released(BlockId, bool /*cached*/) {}
-  /// A block lost its hash (vLLM's "removed" event).
-  virtual void on_block_uncached(BlockId, const BlockHash&, UncacheCause) {}
+  /// A sampled block was taken from the free pool for a request (ref 0 -> 1).
+  virtual void on_block_allocated(BlockId, Timestamp /*now*/) {}
+  /// A watched block got a hash and became hittable.
+  virtual void on_block_cached(BlockId, const BlockHash&, Timestamp /*now*/) {}
+  /// A request touched a watched cached block (prefix hit or shared reuse).
+  virtual void on_block_hit(BlockId, Timestamp /*now*/) {}
+  /// A watched block's ref count reached 0; `cached` tells whether it stays
+  /// hittable (if not, the block stops being watched).
+  virtual void on_block_released(BlockId, bool /*cached*/, Timestamp /*now*/) {}
+  /// A block lost its hash (vLLM's "removed" event): a watched block, or any
+  /// block when ObserverOptions::every_uncache is set. `watched` tells which.
+  virtual void on_block_uncached(BlockId, const BlockHash&, UncacheCause, bool /*watched*/,
+                                 Timestamp /*now*/) {}
+};
+
+/// How a PrefixCache feeds its observer; validate() throws std::invalid_argument.
+struct ObserverOptions {
+  /// Share of block allocations that become watched, in (0, 1]. Sampling
+  /// draws geometric gaps between watched allocations (one countdown per
+  /// allocation, no random number per block).
+  double sample_rate = 1.0;
+  std::uint64_t sample_seed = 0x6b76'7363'6f70'6531;  ///< seeds the sampler (deterministic)
+  /// Also report every block that loses its hash, watched or not (ghost tables).
+  bool every_uncache = false;
+  /// Source of hook timestamps; must outlive the cache's use of it. The
+  /// default is SteadyClock::instance(); a runtime that already knows the
+  /// time of a batch of operations can hand a ManualClock it sets per batch.
+  const Clock* clock = nullptr;
+
+  void validate() const;
 };
 
 class PrefixCache {
@@ -165,8 +198,8 @@ class PrefixCache {
 
   const PrefixCacheConfig& config() const noexcept { return config_; }
 
-  /// Probe: the longest cached prefix of `request`. Changes nothing and
-  /// records no stats (an admission is counted by allocate()).
+  /// Probe: the longest cached prefix of `request`. Changes no block; counts
+  /// the probe in stats().probes (an admission is counted by allocate()).
   /// Fails with empty_request or invalid_hashes.
   Result<LookupResult> lookup(const Request& request);
 
@@ -229,9 +262,15 @@ class PrefixCache {
   /// Bytes of per-block and index structures (excludes request state).
   std::size_t metadata_bytes() const noexcept;
 
-  /// Installs lifecycle hooks (nullptr removes them). The observer must
-  /// outlive the cache or be removed first.
-  void set_observer(PrefixCacheObserver* observer) noexcept { observer_ = observer; }
+  /// Installs lifecycle hooks (nullptr removes them) and un-watches every
+  /// block: only blocks allocated from now on can become watched. The
+  /// observer must outlive the cache or be removed first. O(num_blocks).
+  /// Throws std::invalid_argument on bad options (nothing changes then).
+  void set_observer(PrefixCacheObserver* observer, const ObserverOptions& options = {});
+  /// Sum of the ref counts of all blocks: the number of block-table entries
+  /// of live requests. Divided by num_used_blocks() it is the sharing factor
+  /// (references per block in use). O(1).
+  std::uint64_t num_block_references() const noexcept { return block_references_; }
 
   /// Checks every structural invariant; throws std::logic_error naming the
   /// first broken one. O(N + total request blocks); for tests and fuzzing.
@@ -264,6 +303,11 @@ class PrefixCache {
   bool cache_block(Policy& policy, BlockId id, const BlockHash& hash, bool may_be_resident);
   template <class Policy>
   void release(Policy& policy, BlockId id);
+  void begin_operation() noexcept { event_time_known_ = false; }
+  Timestamp event_time() noexcept;
+  std::uint64_t next_sample_gap() noexcept;
+  void watch_if_sampled(BlockId id);
+  void report_uncached(BlockId id, UncacheCause cause);
   std::optional<BlockId> find_block(const BlockHash& hash) const;  // find(), inlined
   RequestState* find_request(RequestId id);
   const RequestState* find_request(RequestId id) const;
@@ -283,7 +327,14 @@ class PrefixCache {
       scratch_resident_;  // per block of a request: resident block id or none
   std::vector<TokenId> scratch_tokens_;
   PrefixCacheStats stats_;
+  std::uint64_t block_references_ = 0;
+  // Observer state (see ObserverOptions).
   PrefixCacheObserver* observer_ = nullptr;
+  ObserverOptions observer_options_;
+  std::uint64_t sample_state_ = 0;      // splitmix64 state of the sampler
+  std::uint64_t sample_countdown_ = 0;  // allocations until the next watched one
+  Timestamp event_time_{};
+  bool event_time_known_ = false;
 };
 
 }  // namespace kvscope

@@ -35,13 +35,19 @@ struct QueryCounts {
 /// query (a scheduler retries it; counting every try would inflate queries);
 /// it is counted in allocation_failures instead.
 struct PrefixCacheStats {
-  QueryCounts fresh;                      ///< requests not preempted
-  QueryCounts preempted;                  ///< requests flagged preempted
+  QueryCounts fresh;      ///< admitted requests not preempted
+  QueryCounts preempted;  ///< admitted requests flagged preempted
+  /// lookup() probes (no admission), counted apart so that a probe followed
+  /// by an allocate is not counted twice; `requests` counts probes here.
+  QueryCounts probes;
   std::uint64_t allocation_failures = 0;  ///< allocate/append refused for lack of free blocks
   std::uint64_t evictions = 0;            ///< cached blocks un-hashed because the pool reused them
   std::uint64_t resets = 0;               ///< successful reset() calls
+  std::uint64_t reset_evictions = 0;      ///< cached blocks un-hashed by reset()
 
   PrefixCacheStats& operator+=(const PrefixCacheStats& other) noexcept;
+  /// Precondition: every counter of other <= this one's (window bookkeeping).
+  PrefixCacheStats& operator-=(const PrefixCacheStats& other) noexcept;
   friend bool operator==(const PrefixCacheStats&, const PrefixCacheStats&) = default;
 
   /// Token hit rate of fresh requests (vLLM's prefix cache hit rate).
@@ -49,7 +55,9 @@ struct PrefixCacheStats {
 
   /// One JSON object: {"requests", "queries", "hits", "query_blocks",
   /// "hit_blocks", "hit_rate", "block_hit_rate", "preempted": {...},
-  /// "allocation_failures", "evictions", "resets"}. queries/hits are tokens.
+  /// "probes": {...}, "allocation_failures", "evictions", "resets",
+  /// "reset_evictions"}.
+  /// queries/hits are tokens.
   std::string to_json() const;
 };
 

@@ -2,8 +2,9 @@
 
 #include <bit>
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "metrics/json_util.hpp"
 
 namespace kvscope {
 namespace {
@@ -152,12 +153,6 @@ std::uint64_t Histogram::count_at_or_below(std::uint64_t bound) const noexcept {
   return total;
 }
 
-std::string Histogram::to_json() const {
-  const nlohmann::json j{{"count", count_},      {"sum", sum_},           {"mean", mean()},
-                         {"min", min()},         {"max", max()},          {"p50", quantile(0.5)},
-                         {"p90", quantile(0.9)}, {"p99", quantile(0.99)}, {"p999", quantile(0.999)},
-                         {"overflow", overflow_}};
-  return j.dump();
-}
+std::string Histogram::to_json() const { return detail::histogram_json(*this).dump(); }
 
 }  // namespace kvscope

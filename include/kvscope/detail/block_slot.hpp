@@ -25,7 +25,7 @@ struct BlockSlot {
   std::uint8_t cached = 0;        // 1: hash is in the index and maps here
   std::uint8_t policy_class = 0;  // owned by the eviction policy (ARC T1/T2, S3-FIFO queue)
   std::uint8_t policy_count = 0;  // owned by the eviction policy (LFU count, S3-FIFO frequency)
-  std::uint8_t unused = 0;
+  std::uint8_t watched = 0;       // 1: the observer follows this block (sampled)
 };
 static_assert(sizeof(BlockSlot) == 32, "one BlockSlot must stay half a cache line");
 

@@ -10,12 +10,19 @@
 // seen is recorded into the current slot (clocks are read once per
 // operation, so slightly stale stamps are normal).
 //
+// SnapshotWindow: the same ring over cumulative counter structs, for
+// counters that are counted anyway (PrefixCacheStats): the hot path adds
+// nothing, a periodic tick() stores the running totals at each slot
+// boundary, and a window is "totals now - totals at the window's start"
+// (how Prometheus' rate() reads counters).
+//
 // Count window: vLLM's "last N requests" hit-rate window (GUIDE section 2).
 //
 // Memory is fixed by configuration, never by traffic. Thread rules: single
 // writer, no locks; all methods on the owning thread.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -99,6 +106,81 @@ class SlidingHistogram {
   std::uint32_t slots_;
   std::vector<Histogram> ring_;
   Histogram total_;
+  std::int64_t newest_slot_ = 0;
+  bool started_ = false;
+};
+
+/// Windows over a cumulative stats struct `Stats` (copyable, with -= and a
+/// default value of zero, e.g. PrefixCacheStats). Record nothing here:
+/// call tick(now, totals) at least once per resolution interval; a slot
+/// boundary crossed between ticks is stamped with the totals of the first
+/// tick after it, so counts land at most one tick late. Memory: slots x
+/// sizeof(Stats).
+template <class Stats>
+class SnapshotWindow {
+ public:
+  /// Throws std::invalid_argument on a bad config.
+  explicit SnapshotWindow(WindowConfig config)
+      : config_((config.validate(), config)), starts_(config.slots()) {}
+
+  /// Stores `totals` as the start of every slot begun since the last tick.
+  /// O(slots begun), at most O(slots). `now` never goes back (older stamps
+  /// count as the newest one seen).
+  void tick(Timestamp now, const Stats& totals) {
+    const std::int64_t slot = now / config_.resolution;
+    if (!started_) {
+      started_ = true;
+      first_slot_ = newest_slot_ = slot;
+      starts_[index(slot)] = totals;
+      return;
+    }
+    const auto slots = static_cast<std::int64_t>(starts_.size());
+    for (std::int64_t s = std::max(newest_slot_ + 1, slot - slots + 1); s <= slot; ++s) {
+      starts_[index(s)] = totals;
+    }
+    if (slot > newest_slot_) newest_slot_ = slot;
+  }
+
+  /// What was counted in the newest ceil(span / resolution) slots (span
+  /// clamped to the window) up to the last tick, given the current totals:
+  /// totals minus the totals at the start of the oldest of those slots still
+  /// on record (counts from before the first tick are outside every window).
+  /// Before the first tick, all of `totals`. Tick first when time has moved.
+  /// O(1).
+  Stats over(const Stats& totals, std::chrono::nanoseconds span) const {
+    Stats result = totals;
+    if (!started_) return result;
+    result -= starts_[index(oldest_slot(span))];
+    return result;
+  }
+  Stats window(const Stats& totals) const { return over(totals, config_.window); }
+
+  /// Real time the window of `span` covers at `now`: from the start of its
+  /// oldest recorded slot to now (shorter than span while history is short).
+  std::chrono::nanoseconds covered(Timestamp now, std::chrono::nanoseconds span) const {
+    if (!started_) return std::chrono::nanoseconds{0};
+    const auto start = oldest_slot(span) * config_.resolution;
+    return now > start ? now - start : std::chrono::nanoseconds{0};
+  }
+
+  const WindowConfig& config() const noexcept { return config_; }
+  std::size_t memory_bytes() const noexcept { return starts_.size() * sizeof(Stats); }
+
+ private:
+  std::size_t index(std::int64_t slot) const noexcept {
+    const auto n = static_cast<std::int64_t>(starts_.size());
+    return static_cast<std::size_t>(((slot % n) + n) % n);
+  }
+  std::int64_t oldest_slot(std::chrono::nanoseconds span) const noexcept {
+    const std::int64_t res = config_.resolution.count();
+    const std::int64_t want =
+        span.count() <= 0 ? 1 : (std::min(span, config_.window).count() + res - 1) / res;
+    return std::max(first_slot_, newest_slot_ - want + 1);
+  }
+
+  WindowConfig config_;
+  std::vector<Stats> starts_;  // starts_[slot % slots]: totals when that slot began
+  std::int64_t first_slot_ = 0;
   std::int64_t newest_slot_ = 0;
   bool started_ = false;
 };

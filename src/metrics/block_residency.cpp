@@ -1,0 +1,351 @@
+#include "kvscope/metrics/block_residency.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "detail/hash_mix.hpp"
+#include "metrics/json_util.hpp"
+
+namespace kvscope {
+namespace {
+
+std::uint64_t nanos(std::chrono::nanoseconds d) noexcept {
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 0));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- GhostTable
+
+GhostTable::GhostTable(std::uint32_t capacity) : capacity_(capacity), index_(capacity) {
+  if (capacity == 0) throw std::invalid_argument("kvscope: GhostTable capacity must be >= 1");
+  fifo_.resize(capacity);
+}
+
+void GhostTable::record(const BlockHash& hash, std::uint64_t stamp) {
+  const std::uint64_t key = detail::fold(hash);
+  erase(hash);  // restamping moves the hash to the FIFO's young end
+  Entry& slot = fifo_[next_];
+  if (slot.live) index_.erase(slot.key);
+  slot = Entry{key, stamp, true};
+  index_.insert_or_assign(key, next_);
+  next_ = next_ + 1 == capacity_ ? 0 : next_ + 1;
+}
+
+std::optional<std::uint64_t> GhostTable::refault_distance(const BlockHash& hash,
+                                                          std::uint64_t stamp_now) const {
+  const auto pos = index_.find(detail::fold(hash));
+  if (!pos) return std::nullopt;
+  const std::uint64_t stamp = fifo_[*pos].stamp;
+  return stamp_now >= stamp ? stamp_now - stamp : 0;
+}
+
+void GhostTable::erase(const BlockHash& hash) {
+  const std::uint64_t key = detail::fold(hash);
+  const auto pos = index_.find(key);
+  if (!pos) return;
+  fifo_[*pos].live = false;
+  index_.erase(key);
+}
+
+std::size_t GhostTable::memory_bytes() const noexcept {
+  return fifo_.size() * sizeof(Entry) + index_.memory_bytes();
+}
+
+// ---------------------------------------------------------------- snapshot
+
+ResidencySnapshot::ResidencySnapshot(const HistogramLayout& layout)
+    : lifetime(layout), idle(layout), idle_since_free(layout), reuse_gap(layout) {}
+
+double ResidencySnapshot::never_reused_share() const noexcept {
+  return detail::ratio(never_reused, evicted_blocks);
+}
+
+double ResidencySnapshot::hot_share() const noexcept {
+  return detail::ratio(hot_blocks, evicted_blocks);
+}
+
+double ResidencySnapshot::thrash_share() const noexcept {
+  const double sampled_misses = sample_rate * static_cast<double>(misses_checked);
+  if (sampled_misses <= 0.0) return 0.0;
+  return std::min(1.0, static_cast<double>(refaults_within_capacity) / sampled_misses);
+}
+
+ResidencySnapshot& ResidencySnapshot::operator+=(const ResidencySnapshot& o) {
+  // Merge histograms into copies first so a layout mismatch changes nothing.
+  Histogram merged[] = {lifetime, idle, idle_since_free, reuse_gap, reuse_count, refault_distance};
+  const Histogram* theirs[] = {&o.lifetime,  &o.idle,        &o.idle_since_free,
+                               &o.reuse_gap, &o.reuse_count, &o.refault_distance};
+  for (std::size_t i = 0; i < std::size(merged); ++i) merged[i].merge(*theirs[i]);
+  lifetime = std::move(merged[0]);
+  idle = std::move(merged[1]);
+  idle_since_free = std::move(merged[2]);
+  reuse_gap = std::move(merged[3]);
+  reuse_count = std::move(merged[4]);
+  refault_distance = std::move(merged[5]);
+  sample_rate = std::max(sample_rate, o.sample_rate);
+  sampled_blocks += o.sampled_blocks;
+  evicted_blocks += o.evicted_blocks;
+  released_uncached += o.released_uncached;
+  never_reused += o.never_reused;
+  hot_blocks += o.hot_blocks;
+  hot_reuse_threshold = std::max(hot_reuse_threshold, o.hot_reuse_threshold);
+  tracked_blocks += o.tracked_blocks;
+  misses_checked += o.misses_checked;
+  refaults += o.refaults;
+  refaults_within_capacity += o.refaults_within_capacity;
+  return *this;
+}
+
+std::string ResidencySnapshot::to_json() const {
+  const nlohmann::json j{{"sample_rate", sample_rate},
+                         {"sampled_blocks", sampled_blocks},
+                         {"evicted_blocks", evicted_blocks},
+                         {"released_uncached", released_uncached},
+                         {"tracked_blocks", tracked_blocks},
+                         {"never_reused", never_reused},
+                         {"never_reused_share", never_reused_share()},
+                         {"hot_blocks", hot_blocks},
+                         {"hot_reuse_threshold", hot_reuse_threshold},
+                         {"hot_share", hot_share()},
+                         {"lifetime_ns", detail::histogram_json(lifetime)},
+                         {"idle_ns", detail::histogram_json(idle)},
+                         {"idle_since_free_ns", detail::histogram_json(idle_since_free)},
+                         {"reuse_gap_ns", detail::histogram_json(reuse_gap)},
+                         {"reuse_count", detail::histogram_json(reuse_count)},
+                         {"misses_checked", misses_checked},
+                         {"refaults", refaults},
+                         {"refaults_within_capacity", refaults_within_capacity},
+                         {"refault_distance", detail::histogram_json(refault_distance)},
+                         {"thrash_share", thrash_share()}};
+  return j.dump();
+}
+
+// ---------------------------------------------------------------- tracker
+
+BlockResidencyTracker::BlockResidencyTracker(const PrefixCache& cache, const MetricsConfig& config)
+    : cache_(&cache), config_((config.validate(), config)), stats_(config.residency_layout) {
+  stats_.sample_rate = config.residency_sample_rate;
+  stats_.hot_reuse_threshold = config.hot_reuse_threshold;
+  if (config.ghost_entries > 0) ghosts_.emplace(config.ghost_entries);
+  events_.reserve(config.eviction_event_capacity);
+  log_.reserve(kLogCapacity);
+}
+
+ObserverOptions BlockResidencyTracker::observer_options() const noexcept {
+  ObserverOptions options;
+  options.sample_rate = config_.residency_sample_rate;
+  options.sample_seed = config_.residency_seed;
+  options.clock = &config_.effective_clock();
+  return options;
+}
+
+BlockResidencyTracker::BlockLife* BlockResidencyTracker::find(BlockId block) {
+  const auto pos = watched_.find(block.value);
+  return pos ? &lives_[*pos] : nullptr;
+}
+
+void BlockResidencyTracker::erase(BlockId block) {
+  const auto pos = watched_.find(block.value);
+  if (!pos) return;
+  watched_.erase(block.value);
+  free_lives_.push_back(*pos);
+  --stats_.tracked_blocks;
+}
+
+// ---- hooks: log only (see the header) ----
+
+void BlockResidencyTracker::log(const LoggedEvent& event) {
+  log_.push_back(event);
+  if (log_.size() == kLogCapacity) flush();
+}
+
+void BlockResidencyTracker::on_block_allocated(BlockId block, Timestamp now) {
+  log({EventKind::allocated, block, now, {}, 0});
+}
+
+void BlockResidencyTracker::on_block_hit(BlockId block, Timestamp now) {
+  log({EventKind::hit, block, now, {}, 0});
+}
+
+void BlockResidencyTracker::on_block_released(BlockId block, bool cached, Timestamp now) {
+  log({cached ? EventKind::released : EventKind::released_uncached, block, now, {}, 0});
+}
+
+void BlockResidencyTracker::on_block_uncached(BlockId block, const BlockHash& hash,
+                                              UncacheCause cause, bool watched, Timestamp now) {
+  if (!watched) return;
+  const EventKind kind = cause == UncacheCause::reset ? EventKind::reset : EventKind::evicted;
+  log({kind, block, now, hash, cache_->stats().evictions});
+}
+
+void BlockResidencyTracker::check_refault(const BlockHash& missed) {
+  if (ghosts_) log({EventKind::miss, BlockId{0}, Timestamp{0}, missed, cache_->stats().evictions});
+}
+
+void BlockResidencyTracker::flush() {
+  for (const LoggedEvent& event : log_) apply(event);
+  log_.clear();
+}
+
+// ---- applying events ----
+
+void BlockResidencyTracker::apply(const LoggedEvent& e) {
+  if (e.kind == EventKind::allocated) return apply_allocated(e.block, e.now);
+  if (e.kind == EventKind::miss) return apply_miss(e.hash, e.stamp);
+  BlockLife* life = find(e.block);
+  if (life == nullptr) return;
+  switch (e.kind) {
+    case EventKind::hit:
+      life->accesses[life->hits % life->accesses.size()] = e.now;
+      ++life->hits;
+      life->last_access = e.now;
+      return;
+    case EventKind::released: life->last_free = e.now; return;
+    case EventKind::released_uncached:  // never hittable: no eviction to record
+      ++stats_.released_uncached;
+      erase(e.block);
+      return;
+    case EventKind::evicted:
+    case EventKind::reset:
+      record_eviction(e.block, e.hash, *life,
+                      e.kind == EventKind::reset ? EvictionReason::reset : EvictionReason::capacity,
+                      e.now);
+      erase(e.block);
+      if (ghosts_ && e.kind == EventKind::evicted) ghosts_->record(e.hash, e.stamp);
+      return;
+    case EventKind::allocated:
+    case EventKind::miss: return;  // handled above
+  }
+}
+
+void BlockResidencyTracker::apply_allocated(BlockId block, Timestamp now) {
+  erase(block);  // defensive: a block is allocated only after its last story ended
+  std::uint32_t pos;
+  if (free_lives_.empty()) {
+    pos = static_cast<std::uint32_t>(lives_.size());
+    lives_.emplace_back();
+  } else {
+    pos = free_lives_.back();
+    free_lives_.pop_back();
+  }
+  lives_[pos] = BlockLife{now, now, now, {}, 0};
+  watched_.insert_or_assign(block.value, pos);
+  ++stats_.sampled_blocks;
+  ++stats_.tracked_blocks;
+}
+
+void BlockResidencyTracker::apply_miss(const BlockHash& missed, std::uint64_t stamp) {
+  ++stats_.misses_checked;
+  const auto distance = ghosts_->refault_distance(missed, stamp);
+  if (!distance) return;
+  ++stats_.refaults;
+  stats_.refault_distance.record(*distance);
+  if (*distance <= cache_->num_blocks()) ++stats_.refaults_within_capacity;
+  ghosts_->erase(missed);  // it is being admitted again
+}
+
+const ResidencySnapshot& BlockResidencyTracker::snapshot() {
+  flush();
+  return stats_;
+}
+
+void BlockResidencyTracker::record_eviction(BlockId block, const BlockHash& hash,
+                                            const BlockLife& life, EvictionReason reason,
+                                            Timestamp now) {
+  EvictionEvent event;
+  event.block = block;
+  event.hash = hash;
+  event.reason = reason;
+  event.at = now;
+  event.lifetime = now - life.birth;
+  event.idle = now - life.last_access;
+  event.idle_since_free = now - life.last_free;
+  event.hits = life.hits;
+  // Gaps between consecutive accesses still in the ring, oldest first.
+  const std::uint32_t ring = static_cast<std::uint32_t>(life.accesses.size());
+  const std::uint32_t kept = std::min(life.hits, ring);
+  for (std::uint32_t k = 1; k < kept; ++k) {
+    const Timestamp earlier = life.accesses[(life.hits - kept + k - 1) % ring];
+    const Timestamp later = life.accesses[(life.hits - kept + k) % ring];
+    event.reuse_gaps[event.reuse_gap_count++] = later - earlier;
+  }
+
+  ++stats_.evicted_blocks;
+  stats_.never_reused += life.hits == 0 ? 1 : 0;
+  stats_.hot_blocks += life.hits >= config_.hot_reuse_threshold ? 1 : 0;
+  stats_.lifetime.record(nanos(event.lifetime));
+  stats_.idle.record(nanos(event.idle));
+  stats_.idle_since_free.record(nanos(event.idle_since_free));
+  stats_.reuse_count.record(life.hits);
+  for (std::uint8_t g = 0; g < event.reuse_gap_count; ++g) {
+    stats_.reuse_gap.record(nanos(event.reuse_gaps[g]));
+  }
+  if (config_.eviction_event_capacity == 0) return;
+  if (events_.size() < config_.eviction_event_capacity) {
+    events_.push_back(event);
+  } else {
+    events_[next_event_] = event;
+    next_event_ = (next_event_ + 1) % events_.size();
+  }
+}
+
+std::vector<EvictionEvent> BlockResidencyTracker::recent_events() {
+  flush();
+  std::vector<EvictionEvent> ordered(events_.begin() + static_cast<std::ptrdiff_t>(next_event_),
+                                     events_.end());
+  ordered.insert(ordered.end(), events_.begin(),
+                 events_.begin() + static_cast<std::ptrdiff_t>(next_event_));
+  return ordered;
+}
+
+std::string BlockResidencyTracker::events_json() {
+  nlohmann::json out = nlohmann::json::array();
+  for (const EvictionEvent& e : recent_events()) {
+    nlohmann::json gaps = nlohmann::json::array();
+    for (std::uint8_t g = 0; g < e.reuse_gap_count; ++g) {
+      gaps.push_back(detail::seconds(e.reuse_gaps[g]));
+    }
+    out.push_back({{"block", e.block.value},
+                   {"hash", detail::hash_hex(e.hash)},
+                   {"reason", std::string(to_string(e.reason))},
+                   {"at_s", detail::seconds(e.at)},
+                   {"lifetime_s", detail::seconds(e.lifetime)},
+                   {"idle_s", detail::seconds(e.idle)},
+                   {"idle_since_free_s", detail::seconds(e.idle_since_free)},
+                   {"hits", e.hits},
+                   {"reuse_gaps_s", gaps}});
+  }
+  return out.dump();
+}
+
+std::string BlockResidencyTracker::events_csv() {
+  std::string csv =
+      "block,hash,reason,at_s,lifetime_s,idle_s,idle_since_free_s,hits,reuse_gaps_s\n";
+  for (const EvictionEvent& e : recent_events()) {
+    std::string gaps;
+    for (std::uint8_t g = 0; g < e.reuse_gap_count; ++g) {
+      gaps += fmt::format("{}{:.9f}", g == 0 ? "" : ";", detail::seconds(e.reuse_gaps[g]));
+    }
+    csv += fmt::format("{},{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{}\n", e.block.value,
+                       detail::hash_hex(e.hash), to_string(e.reason), detail::seconds(e.at),
+                       detail::seconds(e.lifetime), detail::seconds(e.idle),
+                       detail::seconds(e.idle_since_free), e.hits, gaps);
+  }
+  return csv;
+}
+
+std::size_t BlockResidencyTracker::memory_bytes() const noexcept {
+  const auto histogram_bytes = stats_.lifetime.memory_bytes() + stats_.idle.memory_bytes() +
+                               stats_.idle_since_free.memory_bytes() +
+                               stats_.reuse_gap.memory_bytes() + stats_.reuse_count.memory_bytes() +
+                               stats_.refault_distance.memory_bytes();
+  return sizeof(*this) + histogram_bytes + lives_.capacity() * sizeof(BlockLife) +
+         free_lives_.capacity() * sizeof(std::uint32_t) + watched_.memory_bytes() +
+         (ghosts_ ? ghosts_->memory_bytes() : 0) + events_.capacity() * sizeof(EvictionEvent) +
+         log_.capacity() * sizeof(LoggedEvent);
+}
+
+}  // namespace kvscope

@@ -1,0 +1,173 @@
+#include "kvscope/metrics/shard_metrics.hpp"
+
+#include <algorithm>
+
+#include "metrics/json_util.hpp"
+
+namespace kvscope {
+namespace {
+
+EvictionCounts evictions_of(const PrefixCacheStats& stats) noexcept {
+  EvictionCounts counts;
+  counts.blocks_of(EvictionReason::capacity) = stats.evictions;
+  counts.blocks_of(EvictionReason::reset) = stats.reset_evictions;
+  return counts;
+}
+
+nlohmann::json eviction_json(const EvictionCounts& counts) {
+  nlohmann::json out = nlohmann::json::object();
+  for (std::size_t r = 0; r < kEvictionReasonCount; ++r) {
+    out[std::string(to_string(static_cast<EvictionReason>(r)))] = counts.blocks[r];
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- snapshot
+
+double ShardSnapshot::usage() const noexcept { return detail::ratio(used_blocks, num_blocks); }
+
+double ShardSnapshot::sharing_factor() const noexcept {
+  return detail::ratio(block_references, used_blocks);
+}
+
+EvictionCounts ShardSnapshot::evictions() const noexcept { return evictions_of(total); }
+EvictionCounts ShardSnapshot::window_evictions() const noexcept { return evictions_of(window); }
+
+double ShardSnapshot::window_eviction_rate() const noexcept {
+  const double span = detail::seconds(window_span);
+  return span > 0.0 ? static_cast<double>(window_evictions().total_blocks()) / span : 0.0;
+}
+
+ShardSnapshot& ShardSnapshot::operator+=(const ShardSnapshot& other) {
+  // The parts that can throw (layout mismatches) go first, into copies.
+  PrefixSnapshot merged_prefixes = prefixes;
+  merged_prefixes += other.prefixes;
+  std::optional<ResidencySnapshot> merged_residency = residency;
+  if (other.residency) {
+    if (merged_residency) {
+      *merged_residency += *other.residency;
+    } else {
+      merged_residency = other.residency;
+    }
+  }
+  prefixes = std::move(merged_prefixes);
+  residency = std::move(merged_residency);
+  at = std::max(at, other.at);
+  shards += other.shards;
+  total += other.total;
+  window += other.window;
+  window_span = std::max(window_span, other.window_span);
+  request_window += other.request_window;
+  num_blocks += other.num_blocks;
+  used_blocks += other.used_blocks;
+  cached_blocks += other.cached_blocks;
+  block_references += other.block_references;
+  live_requests += other.live_requests;
+  metrics_memory_bytes += other.metrics_memory_bytes;
+  return *this;
+}
+
+std::string ShardSnapshot::to_json() const {
+  nlohmann::json j{{"at_s", detail::seconds(at)},
+                   {"shards", shards},
+                   {"total", nlohmann::json::parse(total.to_json())},
+                   {"window", nlohmann::json::parse(window.to_json())},
+                   {"window_seconds", detail::seconds(window_span)},
+                   {"request_window", detail::query_counts_json(request_window)},
+                   {"num_blocks", num_blocks},
+                   {"used_blocks", used_blocks},
+                   {"cached_blocks", cached_blocks},
+                   {"block_references", block_references},
+                   {"live_requests", live_requests},
+                   {"usage", usage()},
+                   {"sharing_factor", sharing_factor()},
+                   {"evictions", eviction_json(evictions())},
+                   {"window_evictions", eviction_json(window_evictions())},
+                   {"window_eviction_rate", window_eviction_rate()},
+                   {"metrics_memory_bytes", metrics_memory_bytes},
+                   {"prefixes", nlohmann::json::parse(prefixes.to_json())}};
+  j["residency"] =
+      residency ? nlohmann::json::parse(residency->to_json()) : nlohmann::json(nullptr);
+  return j.dump();
+}
+
+// ---------------------------------------------------------------- ShardMetrics
+
+ShardMetrics::ShardMetrics(PrefixCache& cache, const MetricsConfig& config)
+    : cache_(&cache),
+      config_((config.validate(), config)),
+      window_(config.window),
+      request_window_(config.request_window),
+      prefixes_(config) {
+  if (config_.track_residency) {
+    residency_ = std::make_unique<BlockResidencyTracker>(cache, config_);
+    cache.set_observer(residency_.get(), residency_->observer_options());
+  }
+  tick(config_.effective_clock().now());
+}
+
+ShardMetrics::~ShardMetrics() {
+  if (residency_) cache_->set_observer(nullptr);
+}
+
+void ShardMetrics::record_admission(const Request& request, const AllocateResult& result) {
+  prefixes_.record_admission(request, result);
+  const LookupResult& lookup = result.lookup;
+  if (!request.preempted) {
+    request_window_.observe(QueryCounts{1, request.token_count(), lookup.hit_tokens,
+                                        lookup.total_blocks, lookup.hit_blocks});
+  }
+  if (residency_ && lookup.stop == LookupStop::not_resident) {
+    residency_->check_refault(lookup.first_miss_hash);
+  }
+}
+
+void ShardMetrics::tick(Timestamp now) {
+  last_tick_ = std::max(last_tick_, now);
+  window_.tick(last_tick_, cache_->stats());
+}
+
+ShardSnapshot ShardMetrics::snapshot(Timestamp now) {
+  tick(now);
+  ShardSnapshot s;
+  s.at = last_tick_;
+  s.total = cache_->stats();
+  s.window = window_.window(s.total);
+  s.window_span = window_.covered(last_tick_, config_.window.window);
+  s.request_window = request_window_.totals();
+  s.num_blocks = cache_->num_blocks();
+  s.used_blocks = cache_->num_used_blocks();
+  s.cached_blocks = cache_->num_cached_blocks();
+  s.block_references = cache_->num_block_references();
+  s.live_requests = cache_->num_requests();
+  s.metrics_memory_bytes = memory_bytes();
+  s.prefixes = prefixes_.snapshot();
+  if (residency_) s.residency = residency_->snapshot();
+  return s;
+}
+
+void ShardMetrics::set_tenant_name(const CacheSalt& salt, std::string name) {
+  prefixes_.set_tenant_name(salt, std::move(name));
+}
+
+std::size_t ShardMetrics::memory_bytes() const noexcept {
+  const std::size_t request_window_bytes = config_.request_window * sizeof(QueryCounts);
+  return sizeof(*this) + window_.memory_bytes() + request_window_bytes + prefixes_.memory_bytes() +
+         (residency_ ? residency_->memory_bytes() : 0);
+}
+
+// ---------------------------------------------------------------- MeteredPrefixCache
+
+MeteredPrefixCache::MeteredPrefixCache(const PrefixCacheConfig& cache_config,
+                                       const MetricsConfig& metrics_config)
+    : cache_(cache_config), metrics_(std::make_unique<ShardMetrics>(cache_, metrics_config)) {}
+
+Result<AllocateResult> MeteredPrefixCache::allocate(const Request& request) {
+  auto result = cache_.allocate(request);
+  if (result) metrics_->record_admission(request, *result);
+  return result;
+}
+
+}  // namespace kvscope
