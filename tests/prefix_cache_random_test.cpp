@@ -41,8 +41,7 @@ struct EventCounter : PrefixCacheObserver {
   std::uint64_t released = 0;
   void on_block_cached(BlockId, const BlockHash&, Timestamp) override { ++cached; }
   void on_block_released(BlockId, bool, Timestamp) override { ++released; }
-  void on_block_uncached(BlockId, const BlockHash&, UncacheCause cause, bool,
-                         Timestamp) override {
+  void on_block_uncached(BlockId, const BlockHash&, UncacheCause cause, bool, Timestamp) override {
     ++(cause == UncacheCause::reused ? uncached_reused : uncached_reset);
   }
 };

@@ -931,7 +931,9 @@ struct CountingObserver : PrefixCacheObserver {
     cached_blocks.push_back(b.value);
   }
   void on_block_hit(BlockId, Timestamp) override { ++hit; }
-  void on_block_released(BlockId, bool c, Timestamp) override { ++(c ? released_cached : released_uncached); }
+  void on_block_released(BlockId, bool c, Timestamp) override {
+    ++(c ? released_cached : released_uncached);
+  }
   void on_block_uncached(BlockId b, const BlockHash&, UncacheCause cause, bool,
                          Timestamp) override {
     if (cause == UncacheCause::reused) {

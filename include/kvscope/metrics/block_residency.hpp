@@ -62,20 +62,24 @@ struct EvictionEvent {
   friend bool operator==(const EvictionEvent&, const EvictionEvent&) = default;
 };
 
-/// Remembers recently evicted hashes with the eviction count at their
-/// eviction. FIFO of fixed capacity; O(1) record and lookup. Hashes are
+/// Remembers the hashes of the last `capacity` recorded evictions, each with
+/// the eviction count at its eviction: a FIFO of records. A hash recorded
+/// again is a new record (its older one stops counting), and an erased hash's
+/// record keeps its place until it ages out, so the table always covers
+/// exactly the last `capacity` records. O(1) record and lookup. Hashes are
 /// keyed by their 64-bit fold (a false match has odds 2^-64 a pair).
 class GhostTable {
  public:
   /// Throws std::invalid_argument if capacity == 0.
   explicit GhostTable(std::uint32_t capacity);
-  /// Remembers `hash` evicted when the eviction counter read `stamp`
-  /// (forgetting the oldest entry when full; a hash already present is restamped).
+  /// Records `hash` evicted when the eviction counter read `stamp`, pushing
+  /// out the oldest record when `capacity` records are kept.
   void record(const BlockHash& hash, std::uint64_t stamp);
   /// Evictions since `hash` was evicted (`stamp_now` - its stamp), if remembered.
   std::optional<std::uint64_t> refault_distance(const BlockHash& hash,
                                                 std::uint64_t stamp_now) const;
   /// Forgets `hash` (it is resident again). No-op if absent.
+  /// size() counts remembered hashes: records not erased or superseded.
   void erase(const BlockHash& hash);
   std::uint32_t size() const noexcept { return static_cast<std::uint32_t>(index_.size()); }
   std::uint32_t capacity() const noexcept { return capacity_; }

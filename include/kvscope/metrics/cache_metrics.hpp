@@ -173,8 +173,10 @@ class CachingMetrics {
   double hit_rate() const noexcept { return totals_.hit_rate(); }
   double window_hit_rate() const { return window_totals().hit_rate(); }
   CachingTotals window_totals() const { return window_.window(totals_); }
-  /// Eviction blocks per second over the newest `span` (clamped to the
-  /// window; whole slots). Throws std::invalid_argument if span <= 0.
+  /// Eviction blocks counted in the newest ceil(span / resolution) slots
+  /// (span clamped to the window), divided by the real time those slots
+  /// cover up to `now` (shorter while history is short). Throws
+  /// std::invalid_argument if span <= 0.
   double eviction_rate(Timestamp now, std::chrono::nanoseconds span) const;
   const Histogram& latency() const noexcept { return latency_; }
   const Histogram& eviction_latency() const noexcept { return eviction_latency_; }
