@@ -281,7 +281,7 @@ template <class Policy>
     meta.cached = false;
     policy.on_evicted(BlockId{b}, meta.hash);
     ++stats_.evictions;
-    if (observer_ != nullptr && (meta.watched || observer_options_.every_uncache)) [[unlikely]]
+    if (reports_uncache(meta)) [[unlikely]]
       report_uncached(BlockId{b}, UncacheCause::reused);
   }
   blocks_[b].ref_count = 1;
@@ -376,14 +376,13 @@ void PrefixCache::watch_if_sampled(BlockId id) {
   observer_->on_block_allocated(id, event_time());
 }
 
-// `id` just lost its hash; tells the observer if it follows this block.
+// `id` just lost its hash and reports_uncache() holds: tells the observer,
+// and the block stops being watched.
 void PrefixCache::report_uncached(BlockId id, UncacheCause cause) {
   BlockMeta& meta = blocks_[id.value];
   const bool watched = meta.watched != 0;
   meta.watched = 0;
-  if (watched || observer_options_.every_uncache) {
-    observer_->on_block_uncached(id, meta.hash, cause, watched, event_time());
-  }
+  observer_->on_block_uncached(id, meta.hash, cause, watched, event_time());
 }
 
 // ---------------------------------------------------------------- allocate
@@ -621,7 +620,7 @@ Result<void> PrefixCache::reset() {
     BlockMeta& meta = blocks_[b.value];
     meta.cached = false;
     ++stats_.reset_evictions;
-    if (observer_ != nullptr) report_uncached(b, UncacheCause::reset);
+    if (reports_uncache(meta)) report_uncached(b, UncacheCause::reset);
     links_.push_back(uncached_, b.value);
   }
   policy_->clear();

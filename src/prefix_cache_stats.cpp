@@ -22,8 +22,12 @@ QueryCounts& QueryCounts::operator-=(const QueryCounts& other) noexcept {
   return *this;
 }
 
-double QueryCounts::token_hit_rate() const noexcept { return detail::ratio(hit_tokens, query_tokens); }
-double QueryCounts::block_hit_rate() const noexcept { return detail::ratio(hit_blocks, query_blocks); }
+double QueryCounts::token_hit_rate() const noexcept {
+  return detail::ratio(hit_tokens, query_tokens);
+}
+double QueryCounts::block_hit_rate() const noexcept {
+  return detail::ratio(hit_blocks, query_blocks);
+}
 
 PrefixCacheStats& PrefixCacheStats::operator+=(const PrefixCacheStats& other) noexcept {
   fresh += other.fresh;
@@ -47,15 +51,17 @@ PrefixCacheStats& PrefixCacheStats::operator-=(const PrefixCacheStats& other) no
   return *this;
 }
 
-std::string PrefixCacheStats::to_json() const {
-  nlohmann::json j = detail::query_counts_json(fresh);
-  j["preempted"] = detail::query_counts_json(preempted);
-  j["probes"] = detail::query_counts_json(probes);
-  j["allocation_failures"] = allocation_failures;
-  j["evictions"] = evictions;
-  j["resets"] = resets;
-  j["reset_evictions"] = reset_evictions;
-  return j.dump();
+nlohmann::json detail::stats_json(const PrefixCacheStats& s) {
+  nlohmann::json j = query_counts_json(s.fresh);
+  j["preempted"] = query_counts_json(s.preempted);
+  j["probes"] = query_counts_json(s.probes);
+  j["allocation_failures"] = s.allocation_failures;
+  j["evictions"] = s.evictions;
+  j["resets"] = s.resets;
+  j["reset_evictions"] = s.reset_evictions;
+  return j;
 }
+
+std::string PrefixCacheStats::to_json() const { return detail::stats_json(*this).dump(); }
 
 }  // namespace kvscope

@@ -307,6 +307,11 @@ class PrefixCache {
   Timestamp event_time() noexcept;
   std::uint64_t next_sample_gap() noexcept;
   void watch_if_sampled(BlockId id);
+  // Whether the observer hears of this block losing its hash (and so
+  // whether report_uncached must run: only watched blocks carry the flag).
+  bool reports_uncache(const detail::BlockSlot& meta) const noexcept {
+    return observer_ != nullptr && (meta.watched != 0 || observer_options_.every_uncache);
+  }
   void report_uncached(BlockId id, UncacheCause cause);
   std::optional<BlockId> find_block(const BlockHash& hash) const;  // find(), inlined
   RequestState* find_request(RequestId id);

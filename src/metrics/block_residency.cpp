@@ -9,13 +9,6 @@
 #include "metrics/json_util.hpp"
 
 namespace kvscope {
-namespace {
-
-std::uint64_t nanos(std::chrono::nanoseconds d) noexcept {
-  return static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 0));
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------- GhostTable
 
@@ -99,29 +92,30 @@ ResidencySnapshot& ResidencySnapshot::operator+=(const ResidencySnapshot& o) {
   return *this;
 }
 
-std::string ResidencySnapshot::to_json() const {
-  const nlohmann::json j{{"sample_rate", sample_rate},
-                         {"sampled_blocks", sampled_blocks},
-                         {"evicted_blocks", evicted_blocks},
-                         {"released_uncached", released_uncached},
-                         {"tracked_blocks", tracked_blocks},
-                         {"never_reused", never_reused},
-                         {"never_reused_share", never_reused_share()},
-                         {"hot_blocks", hot_blocks},
-                         {"hot_reuse_threshold", hot_reuse_threshold},
-                         {"hot_share", hot_share()},
-                         {"lifetime_ns", detail::histogram_json(lifetime)},
-                         {"idle_ns", detail::histogram_json(idle)},
-                         {"idle_since_free_ns", detail::histogram_json(idle_since_free)},
-                         {"reuse_gap_ns", detail::histogram_json(reuse_gap)},
-                         {"reuse_count", detail::histogram_json(reuse_count)},
-                         {"misses_checked", misses_checked},
-                         {"refaults", refaults},
-                         {"refaults_within_capacity", refaults_within_capacity},
-                         {"refault_distance", detail::histogram_json(refault_distance)},
-                         {"thrash_share", thrash_share()}};
-  return j.dump();
+nlohmann::json detail::residency_json(const ResidencySnapshot& s) {
+  return nlohmann::json{{"sample_rate", s.sample_rate},
+                        {"sampled_blocks", s.sampled_blocks},
+                        {"evicted_blocks", s.evicted_blocks},
+                        {"released_uncached", s.released_uncached},
+                        {"tracked_blocks", s.tracked_blocks},
+                        {"never_reused", s.never_reused},
+                        {"never_reused_share", s.never_reused_share()},
+                        {"hot_blocks", s.hot_blocks},
+                        {"hot_reuse_threshold", s.hot_reuse_threshold},
+                        {"hot_share", s.hot_share()},
+                        {"lifetime_ns", histogram_json(s.lifetime)},
+                        {"idle_ns", histogram_json(s.idle)},
+                        {"idle_since_free_ns", histogram_json(s.idle_since_free)},
+                        {"reuse_gap_ns", histogram_json(s.reuse_gap)},
+                        {"reuse_count", histogram_json(s.reuse_count)},
+                        {"misses_checked", s.misses_checked},
+                        {"refaults", s.refaults},
+                        {"refaults_within_capacity", s.refaults_within_capacity},
+                        {"refault_distance", histogram_json(s.refault_distance)},
+                        {"thrash_share", s.thrash_share()}};
 }
+
+std::string ResidencySnapshot::to_json() const { return detail::residency_json(*this).dump(); }
 
 // ---------------------------------------------------------------- tracker
 
@@ -276,12 +270,12 @@ void BlockResidencyTracker::record_eviction(BlockId block, const BlockHash& hash
   ++stats_.evicted_blocks;
   stats_.never_reused += life.hits == 0 ? 1 : 0;
   stats_.hot_blocks += life.hits >= config_.hot_reuse_threshold ? 1 : 0;
-  stats_.lifetime.record(nanos(event.lifetime));
-  stats_.idle.record(nanos(event.idle));
-  stats_.idle_since_free.record(nanos(event.idle_since_free));
+  stats_.lifetime.record(detail::nanos(event.lifetime));
+  stats_.idle.record(detail::nanos(event.idle));
+  stats_.idle_since_free.record(detail::nanos(event.idle_since_free));
   stats_.reuse_count.record(life.hits);
   for (std::uint8_t g = 0; g < event.reuse_gap_count; ++g) {
-    stats_.reuse_gap.record(nanos(event.reuse_gaps[g]));
+    stats_.reuse_gap.record(detail::nanos(event.reuse_gaps[g]));
   }
   if (config_.eviction_event_capacity == 0) return;
   if (events_.size() < config_.eviction_event_capacity) {

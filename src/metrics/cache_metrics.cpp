@@ -152,22 +152,23 @@ CachingSnapshot& CachingSnapshot::operator+=(const CachingSnapshot& other) {
   return *this;
 }
 
-std::string CachingSnapshot::to_json() const {
-  const nlohmann::json j{{"type", std::string(type.name())},
-                         {"total", totals_json(total)},
-                         {"window", totals_json(window)},
-                         {"window_seconds", detail::seconds(window_span)},
-                         {"hit_rate", total.hit_rate()},
-                         {"window_hit_rate", window.hit_rate()},
-                         {"window_eviction_rate", window_eviction_rate()},
-                         {"latency_ns", detail::histogram_json(latency)},
-                         {"window_latency_ns", detail::histogram_json(window_latency)},
-                         {"resident_bytes", resident_bytes},
-                         {"capacity_bytes", capacity_bytes},
-                         {"memory_efficiency", memory_efficiency()},
-                         {"memory_pressure", memory_pressure()}};
-  return j.dump();
+nlohmann::json detail::caching_snapshot_json(const CachingSnapshot& s) {
+  return nlohmann::json{{"type", std::string(s.type.name())},
+                        {"total", totals_json(s.total)},
+                        {"window", totals_json(s.window)},
+                        {"window_seconds", seconds(s.window_span)},
+                        {"hit_rate", s.total.hit_rate()},
+                        {"window_hit_rate", s.window.hit_rate()},
+                        {"window_eviction_rate", s.window_eviction_rate()},
+                        {"latency_ns", histogram_json(s.latency)},
+                        {"window_latency_ns", histogram_json(s.window_latency)},
+                        {"resident_bytes", s.resident_bytes},
+                        {"capacity_bytes", s.capacity_bytes},
+                        {"memory_efficiency", s.memory_efficiency()},
+                        {"memory_pressure", s.memory_pressure()}};
 }
+
+std::string CachingSnapshot::to_json() const { return detail::caching_snapshot_json(*this).dump(); }
 
 // ---------------------------------------------------------------- metrics
 
@@ -180,7 +181,7 @@ CachingMetrics::CachingMetrics(CacheType type, WindowConfig window, HistogramLay
 
 void CachingMetrics::record_latency(std::optional<std::chrono::nanoseconds> latency) {
   if (!latency) return;
-  const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(latency->count(), 0));
+  const std::uint64_t ns = detail::nanos(*latency);
   latency_.record(ns);
   window_latency_.record(last_tick_, ns);
 }
@@ -211,10 +212,7 @@ void CachingMetrics::observe_eviction(std::uint64_t blocks, EvictionReason reaso
                                       std::optional<std::chrono::nanoseconds> latency) {
   totals_.evictions.blocks_of(reason) += blocks;
   totals_.evictions.bytes_of(reason) += bytes_freed;
-  if (latency) {
-    eviction_latency_.record(
-        static_cast<std::uint64_t>(std::max<std::int64_t>(latency->count(), 0)));
-  }
+  if (latency) eviction_latency_.record(detail::nanos(*latency));
 }
 
 void CachingMetrics::set_memory(std::uint64_t resident_bytes,

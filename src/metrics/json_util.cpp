@@ -1,5 +1,7 @@
 #include "metrics/json_util.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace kvscope::detail {
@@ -31,6 +33,10 @@ std::string hash_hex(const BlockHash& h) { return fmt::format("{:016x}{:016x}", 
 
 double seconds(std::chrono::nanoseconds d) noexcept {
   return std::chrono::duration<double>(d).count();
+}
+
+std::uint64_t nanos(std::chrono::nanoseconds d) noexcept {
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(d.count(), 0));
 }
 
 double ratio(std::uint64_t part, std::uint64_t whole) noexcept {

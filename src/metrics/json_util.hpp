@@ -10,15 +10,29 @@
 #include "kvscope/prefix_cache_stats.hpp"
 #include "kvscope/types.hpp"
 
+namespace kvscope {
+struct CachingSnapshot;
+struct PrefixSnapshot;
+struct ResidencySnapshot;
+}  // namespace kvscope
+
 namespace kvscope::detail {
 
 /// {"count", "sum", "mean", "min", "max", "p50", "p90", "p99", "p999", "overflow"}.
 nlohmann::json histogram_json(const Histogram& h);
 /// {"requests", "queries", "hits", "query_blocks", "hit_blocks", "hit_rate", "block_hit_rate"}.
 nlohmann::json query_counts_json(const QueryCounts& c);
+/// The JSON values behind the types' to_json() (each defined beside its
+/// type), so composite snapshots nest them without a dump-and-parse trip.
+nlohmann::json stats_json(const PrefixCacheStats& s);
+nlohmann::json caching_snapshot_json(const CachingSnapshot& s);
+nlohmann::json prefix_snapshot_json(const PrefixSnapshot& s);
+nlohmann::json residency_json(const ResidencySnapshot& s);
 /// 32 lowercase hex digits, high word first.
 std::string hash_hex(const BlockHash& h);
 double seconds(std::chrono::nanoseconds d) noexcept;
+/// A duration as a histogram value: nanoseconds, negatives clamped to 0.
+std::uint64_t nanos(std::chrono::nanoseconds d) noexcept;
 double ratio(std::uint64_t part, std::uint64_t whole) noexcept;
 
 }  // namespace kvscope::detail

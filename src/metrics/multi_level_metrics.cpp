@@ -60,7 +60,7 @@ MultiLevelSnapshot& MultiLevelSnapshot::operator+=(const MultiLevelSnapshot& oth
 std::string MultiLevelSnapshot::to_json() const {
   nlohmann::json by_level = nlohmann::json::object();
   for (const CachingSnapshot& level : levels) {
-    by_level[std::string(level.type.name())] = nlohmann::json::parse(level.to_json());
+    by_level[std::string(level.type.name())] = detail::caching_snapshot_json(level);
   }
   nlohmann::json served = nlohmann::json::object();
   for (const auto& [type, n] : served_by) served[std::string(type.name())] = n;

@@ -155,27 +155,28 @@ PrefixSnapshot& PrefixSnapshot::operator+=(const PrefixSnapshot& other) {
   return *this;
 }
 
-std::string PrefixSnapshot::to_json() const {
+nlohmann::json detail::prefix_snapshot_json(const PrefixSnapshot& s) {
   nlohmann::json top = nlohmann::json::array();
-  for (const PrefixEntry& e : top_prefixes) {
-    top.push_back({{"prefix", detail::hash_hex(e.prefix)},
+  for (const PrefixEntry& e : s.top_prefixes) {
+    top.push_back({{"prefix", hash_hex(e.prefix)},
                    {"prefix_blocks", e.prefix_blocks},
                    {"hits", e.hits},
                    {"error", e.error},
                    {"hit_tokens", e.hit_tokens}});
   }
-  const nlohmann::json j{{"top_prefixes", top},
-                         {"hit_length_tokens", detail::histogram_json(hit_length_tokens)},
-                         {"stops",
-                          {{"too_short", stop_count(LookupStop::too_short)},
-                           {"not_resident", stop_count(LookupStop::not_resident)},
-                           {"hit_cap", stop_count(LookupStop::hit_cap)},
-                           {"all_blocks_hit", stop_count(LookupStop::all_blocks_hit)}}},
-                         {"too_short_share", too_short_share()},
-                         {"tenants", labelled_json(tenants)},
-                         {"adapters", labelled_json(adapters)}};
-  return j.dump();
+  return nlohmann::json{{"top_prefixes", top},
+                        {"hit_length_tokens", histogram_json(s.hit_length_tokens)},
+                        {"stops",
+                         {{"too_short", s.stop_count(LookupStop::too_short)},
+                          {"not_resident", s.stop_count(LookupStop::not_resident)},
+                          {"hit_cap", s.stop_count(LookupStop::hit_cap)},
+                          {"all_blocks_hit", s.stop_count(LookupStop::all_blocks_hit)}}},
+                        {"too_short_share", s.too_short_share()},
+                        {"tenants", labelled_json(s.tenants)},
+                        {"adapters", labelled_json(s.adapters)}};
 }
+
+std::string PrefixSnapshot::to_json() const { return detail::prefix_snapshot_json(*this).dump(); }
 
 // ---------------------------------------------------------------- PrefixMetrics
 
@@ -183,7 +184,7 @@ PrefixMetrics::PrefixMetrics(const MetricsConfig& config)
     : max_tenants_((config.validate(), config.max_tenants)),
       max_adapters_(config.max_adapters),
       top_(config.top_prefixes),
-      hit_length_(PrefixSnapshot{}.hit_length_tokens.layout()) {}
+      hit_length_(kHitLengthLayout) {}
 
 LabelledCounts& PrefixMetrics::tenant_counts(const ExtraKeys& extras) {
   if (!extras.salt) return no_tenant_;

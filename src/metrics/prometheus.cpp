@@ -19,29 +19,17 @@ bool valid_name(std::string_view name, bool allow_colon) {
   return true;
 }
 
-std::string escape_label_value(std::string_view value) {
+// Label values escape backslash, double quote and newline; HELP text
+// escapes backslash and newline only (format 0.0.4).
+std::string escape(std::string_view text, bool quotes) {
   std::string out;
-  for (const char c : value) {
+  for (const char c : text) {
     if (c == '\\') {
       out += "\\\\";
-    } else if (c == '"') {
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quotes) {
       out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-std::string escape_help(std::string_view help) {
-  std::string out;
-  for (const char c : help) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
     } else {
       out += c;
     }
@@ -61,7 +49,7 @@ std::string sample_line(std::string_view name, const PrometheusLabels& labels, d
     line += '{';
     for (std::size_t i = 0; i < labels.size(); ++i) {
       if (i > 0) line += ',';
-      line += fmt::format("{}=\"{}\"", labels[i].first, escape_label_value(labels[i].second));
+      line += fmt::format("{}=\"{}\"", labels[i].first, escape(labels[i].second, true));
     }
     line += '}';
   }
@@ -145,7 +133,7 @@ std::string PrometheusWriter::text() const {
   std::string out;
   for (const std::string& name : order_) {
     const Family& f = families_.find(name)->second;
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, escape_help(f.help), name, f.type);
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, escape(f.help, false), name, f.type);
     for (const std::string& sample : f.samples) out += sample + '\n';
   }
   return out;

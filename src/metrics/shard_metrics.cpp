@@ -72,8 +72,8 @@ ShardSnapshot& ShardSnapshot::operator+=(const ShardSnapshot& other) {
 std::string ShardSnapshot::to_json() const {
   nlohmann::json j{{"at_s", detail::seconds(at)},
                    {"shards", shards},
-                   {"total", nlohmann::json::parse(total.to_json())},
-                   {"window", nlohmann::json::parse(window.to_json())},
+                   {"total", detail::stats_json(total)},
+                   {"window", detail::stats_json(window)},
                    {"window_seconds", detail::seconds(window_span)},
                    {"request_window", detail::query_counts_json(request_window)},
                    {"num_blocks", num_blocks},
@@ -87,9 +87,8 @@ std::string ShardSnapshot::to_json() const {
                    {"window_evictions", eviction_json(window_evictions())},
                    {"window_eviction_rate", window_eviction_rate()},
                    {"metrics_memory_bytes", metrics_memory_bytes},
-                   {"prefixes", nlohmann::json::parse(prefixes.to_json())}};
-  j["residency"] =
-      residency ? nlohmann::json::parse(residency->to_json()) : nlohmann::json(nullptr);
+                   {"prefixes", detail::prefix_snapshot_json(prefixes)}};
+  j["residency"] = residency ? detail::residency_json(*residency) : nlohmann::json(nullptr);
   return j.dump();
 }
 

@@ -75,11 +75,14 @@ struct LabelledCounts {
 /// Admissions by where the lookup stopped (LookupStop order).
 using StopCounts = std::array<std::uint64_t, 4>;
 
+/// Hit lengths in tokens: exact below 128, <= 0.78% wide above, up to 2^30.
+inline constexpr HistogramLayout kHitLengthLayout{std::uint64_t{1} << 30, 7};
+
 struct PrefixSnapshot {
   std::vector<PrefixEntry> top_prefixes;  ///< most hits first
   std::uint32_t top_capacity = 0;
   /// Hit length in tokens of each admission that hit (fresh requests).
-  Histogram hit_length_tokens{HistogramLayout{1u << 30, 7}};
+  Histogram hit_length_tokens{kHitLengthLayout};
   /// Fresh admissions by LookupStop (too_short: prompts shorter than one
   /// block, which can never hit).
   StopCounts stops{};
