@@ -209,6 +209,48 @@ TEST(ObserverSampling, RateOneTenthWatchesTenPercentWithinFourSigma) {
       << "watched " << watched.size();
 }
 
+// Gaps between consecutive watched allocations are geometric with p = 0.1:
+// mean 1/p = 10 with sd sqrt(1-p)/p = 9.49 per gap, so the mean of ~10,000
+// gaps has sd ~0.095 (accept 4 sd); and P(gap = 1) = p (binomial, 4 sd). One
+// request per round takes all 1000 blocks (block size 1, fresh hashes), so
+// its block table gives the allocation order.
+TEST(ObserverSampling, GapsBetweenWatchedAllocationsAreGeometric) {
+  constexpr std::uint32_t kPool = 1000, kRounds = 100;
+  PrefixCache cache(config(kPool, 1));
+  Recorder obs;
+  cache.set_observer(&obs, rate(0.1));
+  std::vector<std::uint64_t> positions;  // allocation ordinals of watched blocks
+  std::vector<BlockHash> hashes(kPool);
+  for (std::uint32_t r = 0; r < kRounds; ++r) {
+    for (std::uint32_t i = 0; i < kPool; ++i) {
+      hashes[i] = BlockHash::from_id(std::uint64_t{r} * kPool + i + 1);
+    }
+    obs.clear();
+    ASSERT_TRUE(cache.allocate(Request::with_hashes(RequestId{r}, kPool, hashes)).ok());
+    const auto table = cache.block_table(RequestId{r});
+    ASSERT_TRUE(table.ok());
+    std::vector<std::uint32_t> position_of(kPool);
+    for (std::uint32_t i = 0; i < kPool; ++i) position_of[(*table)[i].value] = i;
+    std::vector<std::uint64_t> round;
+    for (const std::uint32_t b : obs.blocks(Kind::allocated)) {
+      round.push_back(std::uint64_t{r} * kPool + position_of[b]);
+    }
+    EXPECT_TRUE(std::is_sorted(round.begin(), round.end())) << "hooks in allocation order";
+    positions.insert(positions.end(), round.begin(), round.end());
+    ASSERT_TRUE(cache.free(RequestId{r}).ok());
+  }
+  ASSERT_GT(positions.size(), 9000u);
+  const double n = static_cast<double>(positions.size() - 1), p = 0.1;
+  double sum = 0, ones = 0;
+  for (std::size_t i = 1; i < positions.size(); ++i) {
+    const auto gap = static_cast<double>(positions[i] - positions[i - 1]);
+    sum += gap;
+    ones += gap == 1 ? 1 : 0;
+  }
+  EXPECT_NEAR(sum / n, 1 / p, 4 * std::sqrt(1 - p) / p / std::sqrt(n));
+  EXPECT_NEAR(ones / n, p, 4 * std::sqrt(p * (1 - p) / n));
+}
+
 TEST(ObserverSampling, SameSeedWatchesTheSameBlocksAnotherSeedOthers) {
   const auto a = watched_allocations(64, 20, rate(0.1, 7));
   const auto b = watched_allocations(64, 20, rate(0.1, 7));
