@@ -59,11 +59,10 @@ kvscope::PrefixCacheConfig pool_config(const benchmark::State& state) {
   return config;
 }
 
-// Runs allocate + free cycles; make_request(id) builds request `id`.
+// Runs allocate + free cycles on `cache`; make_request(id) builds request `id`.
 template <class MakeRequest>
-void run_request_cycles(benchmark::State& state, MakeRequest make_request) {
-  const auto config = pool_config(state);
-  kvscope::PrefixCache cache(config);
+void run_request_cycles(benchmark::State& state, kvscope::PrefixCache& cache,
+                        MakeRequest make_request) {
   std::uint64_t id = 0;
   for (auto _ : state) {
     const auto allocated = cache.allocate(make_request(id));
@@ -77,12 +76,13 @@ void run_request_cycles(benchmark::State& state, MakeRequest make_request) {
   state.counters["hit_rate"] = stats.hit_rate();
   state.counters["evictions_per_cycle"] =
       static_cast<double>(stats.evictions) / static_cast<double>(stats.fresh.requests);
-  state.SetLabel(std::string(kvscope::to_string(config.policy)));
+  state.SetLabel(std::string(kvscope::to_string(cache.config().policy)));
 }
 
 void BM_CoreRequestCycle(benchmark::State& state) {
   const auto prompts = make_prompts();
-  run_request_cycles(state, [&](std::uint64_t id) {
+  kvscope::PrefixCache cache(pool_config(state));
+  run_request_cycles(state, cache, [&](std::uint64_t id) {
     return kvscope::Request::with_tokens(kvscope::RequestId{id}, prompts[id % kPrompts]);
   });
 }
@@ -95,7 +95,8 @@ void BM_CoreRequestCycleBookkeeping(benchmark::State& state) {
   std::vector<std::vector<kvscope::BlockHash>> hashes(kPrompts);
   const auto prompts = make_prompts();
   for (std::size_t p = 0; p < kPrompts; ++p) hasher.extend_hashes(prompts[p], {}, hashes[p]);
-  run_request_cycles(state, [&](std::uint64_t id) {
+  kvscope::PrefixCache cache(pool_config(state));
+  run_request_cycles(state, cache, [&](std::uint64_t id) {
     return kvscope::Request::with_hashes(kvscope::RequestId{id}, kPromptTokens,
                                          hashes[id % kPrompts]);
   });
@@ -247,17 +248,12 @@ void BM_CoreObserverOverhead(benchmark::State& state) {
     options.sample_rate = static_cast<double>(state.range(0)) / 1000.0;
     cache.set_observer(&observer, options);
   }
-  std::uint64_t id = 0;
-  for (auto _ : state) {
-    const auto allocated = cache.allocate(
-        kvscope::Request::with_tokens(kvscope::RequestId{id}, prompts[id % kPrompts]));
-    benchmark::DoNotOptimize(allocated);
-    const auto freed = cache.free(kvscope::RequestId{id});
-    benchmark::DoNotOptimize(freed);
-    ++id;
-  }
+  run_request_cycles(state, cache, [&](std::uint64_t id) {
+    return kvscope::Request::with_tokens(kvscope::RequestId{id}, prompts[id % kPrompts]);
+  });
   state.counters["hooks_per_cycle"] =
-      static_cast<double>(observer.calls) / static_cast<double>(std::max<std::uint64_t>(id, 1));
+      static_cast<double>(observer.calls) /
+      static_cast<double>(std::max<benchmark::IterationCount>(state.iterations(), 1));
 }
 BENCHMARK(BM_CoreObserverOverhead)
     ->ArgName("permille")

@@ -4,21 +4,42 @@
 
 namespace kvscope {
 
+namespace {
+
+// Every counter of the two structs paired, listed once so that += and -=
+// (and anything added later) cannot disagree on the fields.
+template <class Fn>
+void each_field(QueryCounts& a, const QueryCounts& b, Fn fn) {
+  fn(a.requests, b.requests);
+  fn(a.query_tokens, b.query_tokens);
+  fn(a.hit_tokens, b.hit_tokens);
+  fn(a.query_blocks, b.query_blocks);
+  fn(a.hit_blocks, b.hit_blocks);
+}
+
+template <class Fn>
+void each_field(PrefixCacheStats& a, const PrefixCacheStats& b, Fn fn) {
+  fn(a.fresh, b.fresh);
+  fn(a.preempted, b.preempted);
+  fn(a.probes, b.probes);
+  fn(a.allocation_failures, b.allocation_failures);
+  fn(a.evictions, b.evictions);
+  fn(a.resets, b.resets);
+  fn(a.reset_evictions, b.reset_evictions);
+}
+
+constexpr auto kAdd = [](auto& to, const auto& from) { to += from; };
+constexpr auto kSubtract = [](auto& to, const auto& from) { to -= from; };
+
+}  // namespace
+
 QueryCounts& QueryCounts::operator+=(const QueryCounts& other) noexcept {
-  requests += other.requests;
-  query_tokens += other.query_tokens;
-  hit_tokens += other.hit_tokens;
-  query_blocks += other.query_blocks;
-  hit_blocks += other.hit_blocks;
+  each_field(*this, other, kAdd);
   return *this;
 }
 
 QueryCounts& QueryCounts::operator-=(const QueryCounts& other) noexcept {
-  requests -= other.requests;
-  query_tokens -= other.query_tokens;
-  hit_tokens -= other.hit_tokens;
-  query_blocks -= other.query_blocks;
-  hit_blocks -= other.hit_blocks;
+  each_field(*this, other, kSubtract);
   return *this;
 }
 
@@ -30,24 +51,12 @@ double QueryCounts::block_hit_rate() const noexcept {
 }
 
 PrefixCacheStats& PrefixCacheStats::operator+=(const PrefixCacheStats& other) noexcept {
-  fresh += other.fresh;
-  preempted += other.preempted;
-  probes += other.probes;
-  allocation_failures += other.allocation_failures;
-  evictions += other.evictions;
-  resets += other.resets;
-  reset_evictions += other.reset_evictions;
+  each_field(*this, other, kAdd);
   return *this;
 }
 
 PrefixCacheStats& PrefixCacheStats::operator-=(const PrefixCacheStats& other) noexcept {
-  fresh -= other.fresh;
-  preempted -= other.preempted;
-  probes -= other.probes;
-  allocation_failures -= other.allocation_failures;
-  evictions -= other.evictions;
-  resets -= other.resets;
-  reset_evictions -= other.reset_evictions;
+  each_field(*this, other, kSubtract);
   return *this;
 }
 

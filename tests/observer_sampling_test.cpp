@@ -174,14 +174,17 @@ TEST(ObserverSampling, RateOneReportsEveryAllocation) {
 
 /// Runs `rounds` rounds of one request taking the whole pool (block_size 1,
 /// fresh hashes each round, so every round evicts the previous one) under
-/// `options`; returns (round, block) of each watched allocation.
-std::vector<std::pair<std::uint32_t, std::uint32_t>> watched_allocations(
-    std::uint32_t pool, std::uint32_t rounds, const ObserverOptions& options) {
+/// `options`; returns the allocation ordinal (round * pool + position in the
+/// request's block table) of each watched allocation, in hook order, and
+/// checks that hook order is allocation order.
+std::vector<std::uint64_t> watched_allocations(std::uint32_t pool, std::uint32_t rounds,
+                                               const ObserverOptions& options) {
   PrefixCache cache(config(pool, 1));
   Recorder obs;
   cache.set_observer(&obs, options);
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> out;
+  std::vector<std::uint64_t> out;
   std::vector<BlockHash> hashes(pool);
+  std::vector<std::uint32_t> position_of(pool);
   for (std::uint32_t r = 0; r < rounds; ++r) {
     for (std::uint32_t i = 0; i < pool; ++i) {
       hashes[i] = BlockHash::from_id(std::uint64_t{r} * pool + i + 1);
@@ -192,7 +195,16 @@ std::vector<std::pair<std::uint32_t, std::uint32_t>> watched_allocations(
     if (a.ok()) {
       EXPECT_EQ(a->new_blocks, pool);
     }
-    for (const std::uint32_t b : obs.blocks(Kind::allocated)) out.emplace_back(r, b);
+    const auto table = cache.block_table(RequestId{r});
+    EXPECT_TRUE(table.ok());
+    if (!table.ok()) return out;
+    for (std::uint32_t i = 0; i < pool; ++i) position_of[(*table)[i].value] = i;
+    const std::size_t round_start = out.size();
+    for (const std::uint32_t b : obs.blocks(Kind::allocated)) {
+      out.push_back(std::uint64_t{r} * pool + position_of[b]);
+    }
+    EXPECT_TRUE(std::is_sorted(out.begin() + static_cast<std::ptrdiff_t>(round_start), out.end()))
+        << "hooks in allocation order, round " << r;
     EXPECT_TRUE(cache.free(RequestId{r}).ok());
   }
   return out;
@@ -211,34 +223,9 @@ TEST(ObserverSampling, RateOneTenthWatchesTenPercentWithinFourSigma) {
 
 // Gaps between consecutive watched allocations are geometric with p = 0.1:
 // mean 1/p = 10 with sd sqrt(1-p)/p = 9.49 per gap, so the mean of ~10,000
-// gaps has sd ~0.095 (accept 4 sd); and P(gap = 1) = p (binomial, 4 sd). One
-// request per round takes all 1000 blocks (block size 1, fresh hashes), so
-// its block table gives the allocation order.
+// gaps has sd ~0.095 (accept 4 sd); and P(gap = 1) = p (binomial, 4 sd).
 TEST(ObserverSampling, GapsBetweenWatchedAllocationsAreGeometric) {
-  constexpr std::uint32_t kPool = 1000, kRounds = 100;
-  PrefixCache cache(config(kPool, 1));
-  Recorder obs;
-  cache.set_observer(&obs, rate(0.1));
-  std::vector<std::uint64_t> positions;  // allocation ordinals of watched blocks
-  std::vector<BlockHash> hashes(kPool);
-  for (std::uint32_t r = 0; r < kRounds; ++r) {
-    for (std::uint32_t i = 0; i < kPool; ++i) {
-      hashes[i] = BlockHash::from_id(std::uint64_t{r} * kPool + i + 1);
-    }
-    obs.clear();
-    ASSERT_TRUE(cache.allocate(Request::with_hashes(RequestId{r}, kPool, hashes)).ok());
-    const auto table = cache.block_table(RequestId{r});
-    ASSERT_TRUE(table.ok());
-    std::vector<std::uint32_t> position_of(kPool);
-    for (std::uint32_t i = 0; i < kPool; ++i) position_of[(*table)[i].value] = i;
-    std::vector<std::uint64_t> round;
-    for (const std::uint32_t b : obs.blocks(Kind::allocated)) {
-      round.push_back(std::uint64_t{r} * kPool + position_of[b]);
-    }
-    EXPECT_TRUE(std::is_sorted(round.begin(), round.end())) << "hooks in allocation order";
-    positions.insert(positions.end(), round.begin(), round.end());
-    ASSERT_TRUE(cache.free(RequestId{r}).ok());
-  }
+  const auto positions = watched_allocations(1000, 100, rate(0.1));
   ASSERT_GT(positions.size(), 9000u);
   const double n = static_cast<double>(positions.size() - 1), p = 0.1;
   double sum = 0, ones = 0;

@@ -101,10 +101,14 @@ std::size_t BatchMetricsCollector::memory_bytes() const noexcept {
   return preallocated_items_ * sizeof(MetricObservation);
 }
 
-// Claims one of the `capacity` places, or counts a drop. The count is
-// claimed before the enqueue and released after the dequeue, so the queue
-// never holds more than `capacity` items.
-bool BatchMetricsCollector::reserve() noexcept {
+// Claims one of the `capacity` places (or counts a drop), runs `enqueue`,
+// and gives the place back if the queue refused (only past the
+// preallocation's producer counts). The count is claimed before the enqueue
+// and released after the dequeue, so the queue never holds more than
+// `capacity` items. moodycamel's try_enqueue does not throw: allocation
+// failures (the token-less path's one-time per-thread producer) return false.
+template <class Enqueue>
+bool BatchMetricsCollector::record_with(Enqueue&& enqueue) noexcept {
   std::size_t waiting = waiting_.load(std::memory_order_relaxed);
   do {
     if (waiting >= config_.capacity) {
@@ -112,37 +116,21 @@ bool BatchMetricsCollector::reserve() noexcept {
       return false;
     }
   } while (!waiting_.compare_exchange_weak(waiting, waiting + 1, std::memory_order_relaxed));
-  return true;
-}
-
-// After the enqueue attempt: counts it, and gives the place back if the
-// queue refused (only past the preallocation's producer counts).
-void BatchMetricsCollector::unreserve(bool enqueued) noexcept {
-  if (enqueued) {
+  if (enqueue()) {
     accepted_.fetch_add(1, std::memory_order_relaxed);
-    return;
+    return true;
   }
   waiting_.fetch_sub(1, std::memory_order_relaxed);
   dropped_.fetch_add(1, std::memory_order_relaxed);
+  return false;
 }
 
 bool BatchMetricsCollector::Producer::record(const MetricObservation& observation) noexcept {
-  if (!owner_->reserve()) return false;
-  const bool enqueued = owner_->queue_.try_enqueue(token_, observation);
-  owner_->unreserve(enqueued);
-  return enqueued;
+  return owner_->record_with([&] { return owner_->queue_.try_enqueue(token_, observation); });
 }
 
 bool BatchMetricsCollector::record(const MetricObservation& observation) noexcept {
-  if (!reserve()) return false;
-  bool enqueued = false;
-  try {
-    enqueued = queue_.try_enqueue(observation);  // may allocate this thread's producer once
-  } catch (...) {
-    enqueued = false;
-  }
-  unreserve(enqueued);
-  return enqueued;
+  return record_with([&] { return queue_.try_enqueue(observation); });
 }
 
 void BatchMetricsCollector::apply(const MetricObservation& o, MultiLevelCacheMetrics& metrics) {

@@ -18,6 +18,20 @@ void subtract_each(Array& into, const Array& from) noexcept {
   for (std::size_t i = 0; i < into.size(); ++i) into[i] -= from[i];
 }
 
+// Every counter paired, listed once so that += and -= cannot disagree.
+template <class Fn>
+void each_field(CachingTotals& a, const CachingTotals& b, Fn fn) {
+  fn(a.hit_ops, b.hit_ops);
+  fn(a.miss_ops, b.miss_ops);
+  fn(a.hits, b.hits);
+  fn(a.misses, b.misses);
+  fn(a.hit_bytes, b.hit_bytes);
+  fn(a.miss_bytes, b.miss_bytes);
+  fn(a.writes, b.writes);
+  fn(a.write_bytes, b.write_bytes);
+  fn(a.evictions, b.evictions);
+}
+
 nlohmann::json totals_json(const CachingTotals& t) {
   nlohmann::json evictions = nlohmann::json::object();
   for (std::size_t r = 0; r < kEvictionReasonCount; ++r) {
@@ -94,28 +108,12 @@ double CachingTotals::byte_hit_rate() const noexcept {
 }
 
 CachingTotals& CachingTotals::operator+=(const CachingTotals& o) noexcept {
-  hit_ops += o.hit_ops;
-  miss_ops += o.miss_ops;
-  hits += o.hits;
-  misses += o.misses;
-  hit_bytes += o.hit_bytes;
-  miss_bytes += o.miss_bytes;
-  writes += o.writes;
-  write_bytes += o.write_bytes;
-  evictions += o.evictions;
+  each_field(*this, o, [](auto& to, const auto& from) { to += from; });
   return *this;
 }
 
 CachingTotals& CachingTotals::operator-=(const CachingTotals& o) noexcept {
-  hit_ops -= o.hit_ops;
-  miss_ops -= o.miss_ops;
-  hits -= o.hits;
-  misses -= o.misses;
-  hit_bytes -= o.hit_bytes;
-  miss_bytes -= o.miss_bytes;
-  writes -= o.writes;
-  write_bytes -= o.write_bytes;
-  evictions -= o.evictions;
+  each_field(*this, o, [](auto& to, const auto& from) { to -= from; });
   return *this;
 }
 

@@ -124,8 +124,8 @@ class BatchMetricsCollector {
   std::size_t memory_bytes() const noexcept;
 
  private:
-  bool reserve() noexcept;
-  void unreserve(bool enqueued) noexcept;
+  template <class Enqueue>
+  bool record_with(Enqueue&& enqueue) noexcept;
   static void apply(const MetricObservation& observation, MultiLevelCacheMetrics& metrics);
 
   BatchCollectorConfig config_;
