@@ -17,29 +17,17 @@
 #include "kvscope/block_hasher.hpp"
 #include "kvscope/metrics/shard_metrics.hpp"
 #include "kvscope/prefix_cache.hpp"
+#include "request_workload.hpp"
 
 namespace {
 
 using kvscope::TokenId;
 
-constexpr std::uint32_t kBlockSize = 16;
-constexpr std::uint32_t kPromptTokens = 2048;
-constexpr std::uint32_t kSharedTokens = 1024;
-constexpr std::uint32_t kPoolBlocks = 4096;
-constexpr std::size_t kPrompts = 64;
-
-// Deterministic prompts: even ones start with the shared prefix.
-std::vector<std::vector<TokenId>> make_prompts() {
-  std::vector<std::vector<TokenId>> prompts(kPrompts, std::vector<TokenId>(kPromptTokens));
-  std::uint32_t next_unique = 1'000'000;
-  for (std::size_t p = 0; p < kPrompts; ++p) {
-    for (std::uint32_t t = 0; t < kPromptTokens; ++t) {
-      const bool shared = p % 2 == 0 && t < kSharedTokens;
-      prompts[p][t] = shared ? t : next_unique++;
-    }
-  }
-  return prompts;
-}
+using kvscope::bench::kBlockSize;
+using kvscope::bench::kPoolBlocks;
+using kvscope::bench::kPrompts;
+using kvscope::bench::kPromptTokens;
+using kvscope::bench::make_prompts;
 
 // Registers one run per eviction policy (the argument), timed in microseconds.
 void for_each_policy(benchmark::internal::Benchmark* bench) {

@@ -1,57 +1,55 @@
-// co_await_shard: a request handler coroutine that hops onto the strand
-// owning a PrefixCache, admits a request, and hops back to its own executor.
-// This is the pattern the runtime (issue 4) packages behind one awaitable.
+// co_await_shard: request handler coroutines on the serving stack's own
+// io_context await kvscope::Runtime operations; each runs on the shard that
+// owns the request's prefix and resumes the handler on its own executor.
 #include <fmt/core.h>
-#include <asio.hpp>
 
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
 #include <numeric>
-#include <thread>
 #include <vector>
 
-#include "kvscope/prefix_cache.hpp"
+#include "kvscope/runtime/runtime.hpp"
 
 namespace {
 
-using Strand = asio::strand<asio::io_context::executor_type>;
-
-asio::awaitable<void> handle_request(Strand shard, kvscope::PrefixCache& cache, std::uint64_t id,
+asio::awaitable<void> handle_request(kvscope::Runtime& runtime, std::uint64_t id,
                                      std::vector<kvscope::TokenId> prompt) {
-  const auto home = co_await asio::this_coro::executor;
-  // post (not dispatch) through the strand: the coroutine resumes on it.
-  co_await asio::post(asio::bind_executor(shard, asio::use_awaitable));
-  const auto admitted =
-      cache.allocate(kvscope::Request::with_tokens(kvscope::RequestId{id}, prompt));
-  const auto hit = admitted ? admitted->lookup.hit_tokens : 0u;
-  if (admitted) (void)cache.free(kvscope::RequestId{id});
-  co_await asio::post(asio::bind_executor(home, asio::use_awaitable));  // back home
-  fmt::print("request {}: {} of {} prompt tokens from cache\n", id, hit, prompt.size());
+  const auto request = kvscope::Request::with_tokens(kvscope::RequestId{id}, prompt);
+  const kvscope::ShardId shard = runtime.route(request);  // by the first block's hash
+  const auto admitted = co_await runtime.allocate(shard, request);
+  if (!admitted) {  // a value with a reason: not_enough_blocks, duplicate_request, ...
+    fmt::print("request {}: refused ({})\n", id, kvscope::to_string(admitted.status()));
+    co_return;
+  }
+  fmt::print("request {} on shard {}: {} of {} prompt tokens from cache\n", id, shard,
+             admitted->lookup.hit_tokens, prompt.size());
+  // ... prefill and decode with the engine's KV memory ...
+  (void)co_await runtime.free(shard, request.id);
 }
 
-}  // namespace
-
-asio::awaitable<void> client(Strand shard, kvscope::PrefixCache& cache) {
+asio::awaitable<void> client(kvscope::Runtime& runtime) {
   std::vector<kvscope::TokenId> system_prompt(256);
   std::iota(system_prompt.begin(), system_prompt.end(), 0u);
   for (std::uint64_t id = 0; id < 3; ++id) {  // one after another, so later requests hit
     auto prompt = system_prompt;
     prompt.insert(prompt.end(), {static_cast<kvscope::TokenId>(1000 + id), 7, 8, 9});
-    co_await handle_request(shard, cache, id, std::move(prompt));
+    co_await handle_request(runtime, id, std::move(prompt));
   }
 }
 
-int main() {
-  asio::io_context shard_context;  // run by one thread: an implicit strand
-  auto keep_running = asio::make_work_guard(shard_context);
-  std::thread shard_thread([&] { shard_context.run(); });
-  Strand shard = asio::make_strand(shard_context);
-  kvscope::PrefixCache cache({.num_blocks = 1024, .block_size = 16});
+}  // namespace
 
+int main() {
+  kvscope::Runtime runtime({.shards = 2, .cache = {.num_blocks = 2048, .block_size = 16}});
+  runtime.start();
   asio::io_context handlers;  // the serving stack's own executor
-  asio::co_spawn(handlers, client(shard, cache), [](std::exception_ptr e) {
+  asio::co_spawn(handlers, client(runtime), [](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
   });
   handlers.run();
-  keep_running.reset();
-  shard_thread.join();
+  runtime.stop();  // final snapshot: every completed operation accounted for
+  const auto last = runtime.snapshot();
+  fmt::print("snapshot {}: {} requests, token hit rate {:.3f}\n", last->sequence,
+             last->global.total.fresh.requests, last->global.total.hit_rate());
   return 0;
 }

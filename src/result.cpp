@@ -15,6 +15,8 @@ std::string_view to_string(Status status) noexcept {
     case Status::blocks_in_use: return "blocks_in_use";
     case Status::request_sealed: return "request_sealed";
     case Status::invalid_hashes: return "invalid_hashes";
+    case Status::not_running: return "not_running";
+    case Status::unknown_shard: return "unknown_shard";
   }
   return "unknown_status";
 }

@@ -70,6 +70,8 @@ TEST(Status, ToStringGivesTheStableLowerCaseName) {
   EXPECT_EQ(to_string(Status::blocks_in_use), "blocks_in_use");
   EXPECT_EQ(to_string(Status::request_sealed), "request_sealed");
   EXPECT_EQ(to_string(Status::invalid_hashes), "invalid_hashes");
+  EXPECT_EQ(to_string(Status::not_running), "not_running");
+  EXPECT_EQ(to_string(Status::unknown_shard), "unknown_shard");
 }
 
 TEST(EvictionPolicyKind, ToStringGivesTheDocumentedNames) {

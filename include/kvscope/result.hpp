@@ -25,6 +25,8 @@ enum class Status {
   blocks_in_use,      ///< reset refused: some block has a non-zero ref count
   request_sealed,     ///< append to a request whose last partial block was given a hash
   invalid_hashes,     ///< hash count does not match the token count
+  not_running,        ///< runtime not started, or stopped: the operation did not run
+  unknown_shard,      ///< runtime shard index out of range
 };
 
 /// Stable lower-case name, e.g. "not_enough_blocks".

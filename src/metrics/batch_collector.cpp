@@ -133,7 +133,7 @@ bool BatchMetricsCollector::record(const MetricObservation& observation) noexcep
   return record_with([&] { return queue_.try_enqueue(observation); });
 }
 
-void BatchMetricsCollector::apply(const MetricObservation& o, MultiLevelCacheMetrics& metrics) {
+void apply_observation(const MetricObservation& o, MultiLevelCacheMetrics& metrics) {
   using Kind = MetricObservation::Kind;
   if (o.kind == Kind::request) {
     metrics.observe_request(o.served ? std::optional<CacheType>(o.level) : std::nullopt);
@@ -160,7 +160,7 @@ std::size_t BatchMetricsCollector::drain(MultiLevelCacheMetrics& metrics, std::s
     waiting_.fetch_sub(got, std::memory_order_relaxed);
     std::size_t done = 0;
     try {
-      for (; done < got; ++done) apply(batch[done], metrics);
+      for (; done < got; ++done) apply_observation(batch[done], metrics);
     } catch (...) {  // only std::bad_alloc creating a level: the rest is lost, and counted
       dropped_.fetch_add(got - done, std::memory_order_relaxed);
       throw;

@@ -12,7 +12,9 @@
 
 namespace kvscope {
 struct CachingSnapshot;
+struct MultiLevelSnapshot;
 struct PrefixSnapshot;
+struct ShardSnapshot;
 struct ResidencySnapshot;
 }  // namespace kvscope
 
@@ -28,6 +30,8 @@ nlohmann::json stats_json(const PrefixCacheStats& s);
 nlohmann::json caching_snapshot_json(const CachingSnapshot& s);
 nlohmann::json prefix_snapshot_json(const PrefixSnapshot& s);
 nlohmann::json residency_json(const ResidencySnapshot& s);
+nlohmann::json shard_snapshot_json(const ShardSnapshot& s);
+nlohmann::json multi_level_json(const MultiLevelSnapshot& s);
 /// 32 lowercase hex digits, high word first.
 std::string hash_hex(const BlockHash& h);
 double seconds(std::chrono::nanoseconds d) noexcept;

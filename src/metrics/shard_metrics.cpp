@@ -69,27 +69,29 @@ ShardSnapshot& ShardSnapshot::operator+=(const ShardSnapshot& other) {
   return *this;
 }
 
-std::string ShardSnapshot::to_json() const {
-  nlohmann::json j{{"at_s", detail::seconds(at)},
-                   {"shards", shards},
-                   {"total", detail::stats_json(total)},
-                   {"window", detail::stats_json(window)},
-                   {"window_seconds", detail::seconds(window_span)},
-                   {"request_window", detail::query_counts_json(request_window)},
-                   {"num_blocks", num_blocks},
-                   {"used_blocks", used_blocks},
-                   {"cached_blocks", cached_blocks},
-                   {"block_references", block_references},
-                   {"live_requests", live_requests},
-                   {"usage", usage()},
-                   {"sharing_factor", sharing_factor()},
-                   {"evictions", eviction_json(evictions())},
-                   {"window_evictions", eviction_json(window_evictions())},
-                   {"window_eviction_rate", window_eviction_rate()},
-                   {"metrics_memory_bytes", metrics_memory_bytes},
-                   {"prefixes", detail::prefix_snapshot_json(prefixes)}};
-  j["residency"] = residency ? detail::residency_json(*residency) : nlohmann::json(nullptr);
-  return j.dump();
+std::string ShardSnapshot::to_json() const { return detail::shard_snapshot_json(*this).dump(); }
+
+nlohmann::json detail::shard_snapshot_json(const ShardSnapshot& s) {
+  nlohmann::json j{{"at_s", detail::seconds(s.at)},
+                   {"shards", s.shards},
+                   {"total", detail::stats_json(s.total)},
+                   {"window", detail::stats_json(s.window)},
+                   {"window_seconds", detail::seconds(s.window_span)},
+                   {"request_window", detail::query_counts_json(s.request_window)},
+                   {"num_blocks", s.num_blocks},
+                   {"used_blocks", s.used_blocks},
+                   {"cached_blocks", s.cached_blocks},
+                   {"block_references", s.block_references},
+                   {"live_requests", s.live_requests},
+                   {"usage", s.usage()},
+                   {"sharing_factor", s.sharing_factor()},
+                   {"evictions", eviction_json(s.evictions())},
+                   {"window_evictions", eviction_json(s.window_evictions())},
+                   {"window_eviction_rate", s.window_eviction_rate()},
+                   {"metrics_memory_bytes", s.metrics_memory_bytes},
+                   {"prefixes", detail::prefix_snapshot_json(s.prefixes)}};
+  j["residency"] = s.residency ? detail::residency_json(*s.residency) : nlohmann::json(nullptr);
+  return j;
 }
 
 // ---------------------------------------------------------------- ShardMetrics

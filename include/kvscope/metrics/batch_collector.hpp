@@ -55,6 +55,10 @@ struct MetricObservation {
   static MetricObservation request(std::optional<CacheType> served_by);
 };
 
+/// Applies one observation to `metrics` (the owner's thread). Throws only
+/// std::bad_alloc, when the observation names a level seen for the first time.
+void apply_observation(const MetricObservation& observation, MultiLevelCacheMetrics& metrics);
+
 struct BatchCollectorConfig {
   /// Observations that may wait at once, 1 .. kMaxCapacity; more are dropped.
   std::size_t capacity = 2048;
@@ -126,7 +130,6 @@ class BatchMetricsCollector {
  private:
   template <class Enqueue>
   bool record_with(Enqueue&& enqueue) noexcept;
-  static void apply(const MetricObservation& observation, MultiLevelCacheMetrics& metrics);
 
   BatchCollectorConfig config_;
   std::size_t preallocated_items_;

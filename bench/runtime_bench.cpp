@@ -1,0 +1,205 @@
+// Micro-benchmarks of the shard hop: what one co_await onto a shard costs.
+//
+// Every benchmark runs 64 coroutines on a caller io_context (run by the
+// benchmark thread); each awaits 64 trivial operations (a counter increment)
+// on a shard executor run by other threads. items_per_second counts
+// operations.
+//
+// BM_AwaitOnShard/shards:S: kvscope's async_run_on to S io_contexts, each
+//   run by one thread (an implicit strand): the runtime's design.
+// BM_CoSpawnOnStrand: the naive hop, co_await asio::co_spawn(strand, op,
+//   use_awaitable), to a strand of one io_context run by one thread.
+// BM_AwaitOnPoolStrands/shards:S: async_run_on to S strands over one
+//   io_context run by S threads: the alternative design for shards.
+// Target (issue 4): BM_AwaitOnShard/shards:1 >= 5x BM_CoSpawnOnStrand.
+//
+// BM_RuntimeRequestCycle/shards:S: the BM_CoreRequestCycle workload (LRU,
+// allocate + free of 2,048-token prompts) through Runtime's awaitable API,
+// 16 request handlers in flight, each shard owning a 4,096-block pool.
+// Even prompts share a prefix, so they all route to one shard: the skew a
+// hot system prompt causes shows in the shard_max_share counter.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "kvscope/runtime/runtime.hpp"
+#include "kvscope/runtime/shard_hop.hpp"
+#include "request_workload.hpp"
+
+namespace {
+
+constexpr int kCoroutines = 64;
+constexpr int kOpsPerCoroutine = 64;
+
+/// One io_context run by `threads` threads for the benchmark's lifetime.
+class ExecutorThreads {
+ public:
+  explicit ExecutorThreads(int threads) : io_(threads), work_(asio::make_work_guard(io_)) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+  ~ExecutorThreads() { join(); }
+  /// Lets the threads finish the queued work and exit.
+  void join() {
+    work_.reset();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  asio::io_context& io() { return io_; }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
+};
+
+/// The shard-side state: touched only on its executor.
+struct Counter {
+  std::uint64_t value = 0;
+};
+
+void rethrow_if(std::exception_ptr failure) {
+  if (failure) std::rethrow_exception(failure);
+}
+
+asio::awaitable<void> hop_client(kvscope::ShardInbox* shard, Counter* counter) {
+  auto increment = [counter] { return ++counter->value; };
+  for (int i = 0; i < kOpsPerCoroutine; ++i)
+    benchmark::DoNotOptimize(
+        co_await kvscope::async_run_on(*shard, increment, asio::use_awaitable));
+}
+
+asio::awaitable<std::uint64_t> increment_op(Counter* counter) { co_return ++counter->value; }
+
+template <class Executor>
+asio::awaitable<void> co_spawn_client(Executor strand, Counter* counter) {
+  for (int i = 0; i < kOpsPerCoroutine; ++i)
+    benchmark::DoNotOptimize(
+        co_await asio::co_spawn(strand, increment_op(counter), asio::use_awaitable));
+}
+
+/// Runs kCoroutines clients (client i targets shard i % shards) per iteration.
+template <class MakeClient>
+void run_clients(benchmark::State& state, std::size_t shards, MakeClient make_client) {
+  asio::io_context caller(1);
+  for (auto _ : state) {
+    for (int c = 0; c < kCoroutines; ++c)
+      asio::co_spawn(caller, make_client(static_cast<std::size_t>(c) % shards), rethrow_if);
+    caller.run();
+    caller.restart();
+  }
+  state.SetItemsProcessed(state.iterations() * kCoroutines * kOpsPerCoroutine);
+}
+
+void BM_AwaitOnShard(benchmark::State& state) {
+  const auto shards = static_cast<std::size_t>(state.range(0));
+  std::vector<std::unique_ptr<ExecutorThreads>> contexts;
+  std::vector<std::unique_ptr<kvscope::ShardInbox>> inboxes;
+  std::vector<Counter> counters(shards);
+  for (std::size_t s = 0; s < shards; ++s) {
+    contexts.push_back(std::make_unique<ExecutorThreads>(1));
+    inboxes.push_back(std::make_unique<kvscope::ShardInbox>(contexts[s]->io().get_executor()));
+  }
+  run_clients(state, shards,
+              [&](std::size_t s) { return hop_client(inboxes[s].get(), &counters[s]); });
+  for (auto& context : contexts) context->join();  // no drain runs after its inbox is gone
+  inboxes.clear();
+}
+BENCHMARK(BM_AwaitOnShard)->ArgName("shards")->Arg(1)->Arg(2)->UseRealTime();
+
+void BM_CoSpawnOnStrand(benchmark::State& state) {
+  ExecutorThreads context(1);
+  auto strand = asio::make_strand(context.io());
+  Counter counter;
+  run_clients(state, 1, [&](std::size_t) { return co_spawn_client(strand, &counter); });
+}
+BENCHMARK(BM_CoSpawnOnStrand)->UseRealTime();
+
+void BM_AwaitOnPoolStrands(benchmark::State& state) {
+  const auto shards = static_cast<std::size_t>(state.range(0));
+  ExecutorThreads pool(static_cast<int>(shards));
+  std::vector<std::unique_ptr<kvscope::ShardInbox>> inboxes;
+  std::vector<Counter> counters(shards);
+  for (std::size_t s = 0; s < shards; ++s)
+    inboxes.push_back(std::make_unique<kvscope::ShardInbox>(asio::make_strand(pool.io())));
+  run_clients(state, shards,
+              [&](std::size_t s) { return hop_client(inboxes[s].get(), &counters[s]); });
+  pool.join();
+  inboxes.clear();
+}
+BENCHMARK(BM_AwaitOnPoolStrands)->ArgName("shards")->Arg(1)->Arg(2)->UseRealTime();
+
+constexpr int kHandlers = 16;
+constexpr int kCyclesPerHandler = 32;
+
+struct CycleTally {
+  std::uint64_t admitted = 0;  // caller thread only
+  std::uint64_t refused = 0;
+};
+
+asio::awaitable<void> request_cycles(kvscope::Runtime* runtime,
+                                     const std::vector<std::vector<kvscope::TokenId>>* prompts,
+                                     std::uint64_t first_id, CycleTally* tally) {
+  for (int i = 0; i < kCyclesPerHandler; ++i) {
+    const std::uint64_t id = first_id + static_cast<std::uint64_t>(i) * kHandlers;
+    const auto request =
+        kvscope::Request::with_tokens(kvscope::RequestId{id}, (*prompts)[id % prompts->size()]);
+    const kvscope::ShardId shard = runtime->route(request);
+    const auto admitted = co_await runtime->allocate(shard, request);
+    if (!admitted) {
+      ++tally->refused;
+      continue;
+    }
+    ++tally->admitted;
+    benchmark::DoNotOptimize(co_await runtime->free(shard, request.id));
+  }
+}
+
+void BM_RuntimeRequestCycle(benchmark::State& state) {
+  const auto shards = static_cast<std::uint32_t>(state.range(0));
+  const auto prompts = kvscope::bench::make_prompts();
+  kvscope::RuntimeConfig config;
+  config.shards = shards;
+  config.cache = {.num_blocks = kvscope::bench::kPoolBlocks * shards,
+                  .block_size = kvscope::bench::kBlockSize};
+  kvscope::Runtime runtime(config);
+  runtime.start();
+  asio::io_context caller(1);
+  CycleTally tally;
+  std::uint64_t next_id = 0;
+  for (auto _ : state) {
+    for (int h = 0; h < kHandlers; ++h)
+      asio::co_spawn(caller, request_cycles(&runtime, &prompts, next_id + h, &tally), rethrow_if);
+    caller.run();
+    caller.restart();
+    next_id += kHandlers * kCyclesPerHandler;
+  }
+  runtime.stop();
+  const auto last = runtime.snapshot();
+  state.SetItemsProcessed(state.iterations() * kHandlers * kCyclesPerHandler);
+  state.counters["hit_rate"] = last->global.total.hit_rate();
+  state.counters["refused_share"] =
+      static_cast<double>(tally.refused) / static_cast<double>(tally.admitted + tally.refused);
+  double max_share = 0;
+  std::uint64_t all = 0;
+  for (const auto& load : last->load) all += load.operations;
+  for (const auto& load : last->load)
+    max_share =
+        std::max(max_share, static_cast<double>(load.operations) / static_cast<double>(all));
+  state.counters["shard_max_share"] = max_share;
+}
+BENCHMARK(BM_RuntimeRequestCycle)
+    ->ArgName("shards")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace

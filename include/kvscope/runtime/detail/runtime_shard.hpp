@@ -1,0 +1,77 @@
+// kvscope/runtime/detail/runtime_shard.hpp - one shard of a Runtime: an
+// io_context run by one thread (an implicit strand), the inbox in front of
+// it, and the state only that thread touches. Internal to Runtime (complete
+// here because Runtime's operations are templates).
+#pragma once
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <thread>
+
+#include "kvscope/metrics/batch_collector.hpp"
+#include "kvscope/metrics/multi_level_metrics.hpp"
+#include "kvscope/metrics/shard_metrics.hpp"
+#include "kvscope/runtime/shard_hop.hpp"
+
+namespace kvscope::detail {
+
+/// What the aggregator takes from a shard in one visit.
+struct ShardReport {
+  ShardSnapshot cache;
+  MultiLevelSnapshot levels;
+  std::uint64_t operations = 0;
+  std::uint64_t observations_dropped = 0;
+};
+
+class RuntimeShard {
+ public:
+  /// Builds the shard's state and starts its thread (pinned to `cpu` when
+  /// given; throws std::system_error if pinning fails).
+  RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache, const MetricsConfig& metrics,
+               const BatchCollectorConfig& collector, std::optional<unsigned> cpu);
+  /// Lets the thread finish what is queued, joins it, then destroys the state.
+  ~RuntimeShard();
+  RuntimeShard(const RuntimeShard&) = delete;
+  RuntimeShard& operator=(const RuntimeShard&) = delete;
+
+  std::uint32_t index() const noexcept { return index_; }
+  ShardInbox& inbox() noexcept { return inbox_; }
+  bool runs_in_this_thread() const noexcept {
+    return thread_.get_id() == std::this_thread::get_id();
+  }
+
+  // ---- any thread ----
+  /// Fire-and-forget: queues the observation; asks the shard to drain its
+  /// queue once it is half full. False when dropped.
+  bool record(const MetricObservation& observation) noexcept;
+
+  // ---- the shard's thread only ----
+  bool accepting() const noexcept { return accepting_; }
+  void set_accepting(bool accepting) noexcept { accepting_ = accepting; }
+  void count_operation() noexcept { ++operations_; }
+  MeteredPrefixCache& cache() noexcept { return cache_; }
+  MultiLevelCacheMetrics& levels() noexcept { return levels_; }
+  /// Applies the queued fire-and-forget observations.
+  void drain_observations();
+  /// Drains, ticks the windows to `now` and collects everything.
+  ShardReport report(Timestamp now);
+
+ private:
+  std::uint32_t index_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  ShardInbox inbox_;
+  MeteredPrefixCache cache_;
+  MultiLevelCacheMetrics levels_;
+  BatchMetricsCollector collector_;
+  std::atomic<bool> drain_requested_{false};
+  bool accepting_ = false;
+  std::uint64_t operations_ = 0;
+  std::thread thread_;  // last: starts once everything else exists
+};
+
+}  // namespace kvscope::detail

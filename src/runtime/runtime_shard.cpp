@@ -1,0 +1,97 @@
+#include "kvscope/runtime/detail/runtime_shard.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cerrno>
+#include <system_error>
+
+namespace kvscope::detail {
+
+namespace {
+
+void pin_to_cpu(std::thread& thread, unsigned cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  const int error = pthread_setaffinity_np(thread.native_handle(), sizeof(set), &set);
+  if (error != 0)
+    throw std::system_error(error, std::generic_category(),
+                            "kvscope: pinning a shard thread to CPU " + std::to_string(cpu));
+}
+
+/// The shard thread's loop: io_context::run() rethrows a handler's
+/// exception; only the hop's own bookkeeping can throw (bad_alloc), and a
+/// shard must outlive that, so it resumes running.
+void run_shard(asio::io_context& io) {
+  for (;;) {
+    try {
+      io.run();
+      return;  // out of work: the runtime let go of it
+    } catch (...) {
+    }
+  }
+}
+
+}  // namespace
+
+RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
+                           const MetricsConfig& metrics, const BatchCollectorConfig& collector,
+                           std::optional<unsigned> cpu)
+    : index_(index),
+      io_(1),
+      work_(asio::make_work_guard(io_)),
+      inbox_(io_.get_executor()),
+      cache_(cache, metrics),
+      levels_(metrics.window, metrics.latency_layout),
+      collector_(collector),
+      thread_([this] { run_shard(io_); }) {
+  if (cpu) {
+    try {
+      pin_to_cpu(thread_, *cpu);
+    } catch (...) {
+      work_.reset();
+      thread_.join();
+      throw;
+    }
+  }
+}
+
+RuntimeShard::~RuntimeShard() {
+  work_.reset();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool RuntimeShard::record(const MetricObservation& observation) noexcept {
+  if (!collector_.record(observation)) return false;
+  if (collector_.waiting() < collector_.capacity() / 2 ||
+      drain_requested_.exchange(true, std::memory_order_acq_rel))
+    return true;
+  try {
+    auto drain = [this] { drain_observations(); };
+    auto ignore = [](std::exception_ptr) {};  // drain_observations counts what it loses
+    async_run_on(inbox_, std::move(drain), std::move(ignore));
+  } catch (...) {
+    // No memory for the hop: the next aggregation drains instead.
+    drain_requested_.store(false, std::memory_order_release);
+  }
+  return true;
+}
+
+void RuntimeShard::drain_observations() {
+  drain_requested_.store(false, std::memory_order_release);
+  collector_.drain(levels_);
+}
+
+ShardReport RuntimeShard::report(Timestamp now) {
+  drain_observations();
+  ShardReport out;
+  out.cache = cache_.metrics().snapshot(now);
+  levels_.tick(now);
+  out.levels = levels_.snapshot(now);
+  out.operations = operations_;
+  out.observations_dropped = collector_.dropped();
+  return out;
+}
+
+}  // namespace kvscope::detail

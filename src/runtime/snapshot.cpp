@@ -1,0 +1,123 @@
+#include "kvscope/runtime/snapshot.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kvscope/metrics/prometheus.hpp"
+#include "metrics/json_util.hpp"
+
+namespace kvscope {
+
+std::string_view to_string(AlertSeverity severity) noexcept {
+  switch (severity) {
+    case AlertSeverity::info: return "info";
+    case AlertSeverity::warning: return "warning";
+    case AlertSeverity::critical: return "critical";
+  }
+  return "unknown";
+}
+
+double RuntimeSnapshot::load_imbalance() const noexcept {
+  double largest = 0;
+  for (const ShardLoad& l : load) largest = std::max(largest, l.share);
+  return largest * static_cast<double>(load.size());
+}
+
+namespace {
+
+nlohmann::json alert_json(const Alert& a) {
+  return nlohmann::json{{"detector", a.detector},
+                        {"metric", a.metric},
+                        {"severity", std::string(to_string(a.severity))},
+                        {"shard", a.shard ? nlohmann::json(*a.shard) : nlohmann::json(nullptr)},
+                        {"value", a.value},
+                        {"threshold", a.threshold},
+                        {"message", a.message}};
+}
+
+nlohmann::json load_json(const ShardLoad& l) {
+  return nlohmann::json{{"operations", l.operations},
+                        {"operations_per_second", l.operations_per_second},
+                        {"share", l.share},
+                        {"observations_dropped", l.observations_dropped}};
+}
+
+nlohmann::json counters_json(const RuntimeCounters& c) {
+  return nlohmann::json{{"subscriber_failures", c.subscriber_failures},
+                        {"subscriber_skipped", c.subscriber_skipped},
+                        {"detector_failures", c.detector_failures},
+                        {"aggregation_failures", c.aggregation_failures},
+                        {"observations_dropped", c.observations_dropped}};
+}
+
+template <class T, class ToJson>
+nlohmann::json array_json(const std::vector<T>& items, ToJson to_json) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const T& item : items) out.push_back(to_json(item));
+  return out;
+}
+
+}  // namespace
+
+std::string RuntimeSnapshot::to_json() const {
+  const auto wall_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(wall_time.time_since_epoch()).count();
+  const nlohmann::json j{{"sequence", sequence},
+                         {"at_s", detail::seconds(at)},
+                         {"wall_time_ms", wall_ms},
+                         {"interval_s", detail::seconds(interval)},
+                         {"final", final},
+                         {"global", detail::shard_snapshot_json(global)},
+                         {"shards", array_json(shards, detail::shard_snapshot_json)},
+                         {"levels", detail::multi_level_json(levels)},
+                         {"shard_levels", array_json(shard_levels, detail::multi_level_json)},
+                         {"load", array_json(load, load_json)},
+                         {"load_imbalance", load_imbalance()},
+                         {"alerts", array_json(alerts, alert_json)},
+                         {"counters", counters_json(counters)}};
+  return j.dump();
+}
+
+std::string RuntimeSnapshot::to_prometheus(const MetricsConfig& config) const {
+  PrometheusWriter out;
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    const PrometheusLabels shard{{"shard", std::to_string(i)}};
+    write_prometheus(out, shards[i], shard, config);
+    if (i < shard_levels.size()) write_prometheus(out, shard_levels[i], shard, config);
+    if (i < load.size()) {
+      out.counter("kvscope_runtime_shard_operations_total", "Operations run on the shard.", shard,
+                  static_cast<double>(load[i].operations));
+      out.gauge("kvscope_runtime_shard_load_share",
+                "The shard's share of all operations in the last snapshot interval.", shard,
+                load[i].share);
+    }
+  }
+  out.gauge("kvscope_runtime_snapshot_sequence", "Sequence number of this snapshot.", {},
+            static_cast<double>(sequence));
+  out.gauge("kvscope_runtime_load_imbalance",
+            "Largest shard share times the shard count (1 = even).", {}, load_imbalance());
+  for (AlertSeverity severity :
+       {AlertSeverity::info, AlertSeverity::warning, AlertSeverity::critical}) {
+    const auto active = std::count_if(alerts.begin(), alerts.end(),
+                                      [&](const Alert& a) { return a.severity == severity; });
+    out.gauge("kvscope_runtime_alerts", "Alerts raised on this snapshot, by severity.",
+              {{"severity", std::string(to_string(severity))}}, static_cast<double>(active));
+  }
+  out.counter("kvscope_runtime_subscriber_failures_total", "Subscriber callbacks that threw.", {},
+              static_cast<double>(counters.subscriber_failures));
+  out.counter("kvscope_runtime_subscriber_skipped_total", "Snapshots a busy subscriber never saw.",
+              {}, static_cast<double>(counters.subscriber_skipped));
+  out.counter("kvscope_runtime_detector_failures_total", "Detector calls that threw.", {},
+              static_cast<double>(counters.detector_failures));
+  out.counter("kvscope_runtime_aggregation_failures_total",
+              "Aggregation rounds that threw and were skipped.", {},
+              static_cast<double>(counters.aggregation_failures));
+  out.counter("kvscope_runtime_observations_dropped_total",
+              "Fire-and-forget observations dropped by full queues.", {},
+              static_cast<double>(counters.observations_dropped));
+  return out.text();
+}
+
+}  // namespace kvscope
