@@ -478,13 +478,11 @@ TEST(RuntimeSnapshots, AWaitPendingAtStopGetsTheFinalSnapshotLaterOnesAbort) {
   const SnapshotPtr final_snapshot = pending.get();
   ASSERT_TRUE(final_snapshot);
   EXPECT_TRUE(final_snapshot->final);
-  auto late = runtime.next_snapshot(asio::use_future);
-  try {
-    (void)late.get();
-    ADD_FAILURE() << "a wait after the final snapshot completed";
-  } catch (const std::system_error& e) {
-    EXPECT_EQ(e.code(), asio::error::operation_aborted);
-  }
+  // A callback, not use_future: an exception crossing threads inside
+  // libstdc++ (uninstrumented) is a ThreadSanitizer false positive.
+  std::promise<std::error_code> late;
+  runtime.next_snapshot([&](std::error_code error, SnapshotPtr) { late.set_value(error); });
+  EXPECT_EQ(late.get_future().get(), asio::error::operation_aborted);
 }
 
 TEST(RuntimeSnapshots, CancellingAWaitAbortsItAndNothingElse) {
@@ -532,7 +530,6 @@ TEST(RuntimeSnapshots, ThrowingAndSlowSubscribersNeitherBlockNorKillTheAggregato
   Runtime runtime(config);
   std::atomic<int> thrown{0};
   std::atomic<int> slow_calls{0};
-  std::atomic<std::uint64_t> last_seen{0};
   runtime.subscribe([&](const SnapshotPtr&) {
     thrown.fetch_add(1);
     throw std::runtime_error("subscriber bug");
@@ -541,20 +538,23 @@ TEST(RuntimeSnapshots, ThrowingAndSlowSubscribersNeitherBlockNorKillTheAggregato
   auto slow_work = asio::make_work_guard(slow_context);
   std::thread slow_thread([&] { slow_context.run(); });
   runtime.subscribe(
-      [&](const SnapshotPtr& s) {
+      [&](const SnapshotPtr&) {
         slow_calls.fetch_add(1);
-        last_seen = s->sequence;
         std::this_thread::sleep_for(30ms);
       },
       slow_context.get_executor());
   runtime.start();
-  std::this_thread::sleep_for(150ms);
+  // Let the slow subscriber take three snapshots (>= 60 ms asleep) ...
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (slow_calls.load() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
   runtime.stop();
   slow_work.reset();
   slow_thread.join();
+  // ... while the aggregator, every 2 ms, published many more.
   const SnapshotPtr last = runtime.snapshot();
-  EXPECT_GT(last->sequence, 20u);  // ~75 rounds at 2 ms; the slow one saw a handful
-  EXPECT_LT(slow_calls.load(), static_cast<int>(last->sequence));
+  ASSERT_GE(slow_calls.load(), 3);
+  EXPECT_GT(last->sequence, 2u * static_cast<std::uint64_t>(slow_calls.load()));
   EXPECT_GT(thrown.load(), 0);
   EXPECT_GT(last->counters.subscriber_failures, 0u);
   EXPECT_GT(last->counters.subscriber_skipped, 0u);

@@ -18,7 +18,12 @@
 // `co_await asio::co_spawn(strand, op, use_awaitable)` is slower still. The
 // inbox batches both legs: callers append to a vector under a short lock
 // and post a drain only when none is pending; the drain runs everything
-// waiting and posts one completion batch per caller executor.
+// waiting and posts one completion batch per caller executor. Operations
+// submitted while a thread completes a batch (coroutines resuming and
+// awaiting their next operation) kick the shard once, when the batch ends:
+// the shard then drains them together instead of one by one.
+// Consequence: never block inside a completion handler waiting for another
+// hop (e.g. on a use_future), since its drain is not kicked until the handler returns.
 // BM_AwaitOnShard vs BM_CoSpawnOnStrand in docs/performance.md.
 //
 // Guarantees (each has a test in tests/shard_hop_test.cpp):
@@ -194,8 +199,12 @@ class ShardInbox {
   /// Operations run so far (for load reports). Shard thread only.
   std::uint64_t ops_run() const noexcept { return ops_run_; }
 
+  /// Posts a drain to the shard (internal: submit and completion batches).
+  void post_drain() noexcept;
+
  private:
   void drain();
+  void post_completions();
 
   asio::any_io_executor executor_;
   std::mutex mutex_;
