@@ -38,6 +38,34 @@ PrefixCacheConfig shard_cache_config(const RuntimeConfig& config, std::uint32_t 
   return out;
 }
 
+/// The batch forms: item i goes to shard shard_of(i) (out of range:
+/// unknown_shard); one with_shard hop per shard involved runs apply(cache,
+/// i) for its items in order. Results in item order; a hop that did not
+/// run (not_running) gives its items that status.
+template <class R, class ShardOf, class Apply>
+asio::awaitable<std::vector<Result<R>>> run_grouped_by_shard(Runtime& runtime, std::size_t count,
+                                                             ShardOf shard_of, Apply apply) {
+  std::vector<std::vector<std::size_t>> by_shard(runtime.shard_count());
+  std::vector<Result<R>> results(count, Result<R>(Status::unknown_shard));
+  for (std::size_t i = 0; i < count; ++i) {
+    const ShardId shard = shard_of(i);
+    if (shard < by_shard.size()) by_shard[shard].push_back(i);
+  }
+  for (ShardId shard = 0; shard < by_shard.size(); ++shard) {
+    if (by_shard[shard].empty()) continue;
+    const std::vector<std::size_t>* items = &by_shard[shard];
+    auto run_items = [&apply, items, &results](MeteredPrefixCache& cache,
+                                               MultiLevelCacheMetrics&) -> Result<void> {
+      for (std::size_t i : *items) results[i] = apply(cache, i);
+      return {};
+    };
+    const Result<void> hop = co_await runtime.with_shard(shard, std::move(run_items));
+    if (!hop)
+      for (std::size_t i : *items) results[i] = hop.status();
+  }
+  co_return results;
+}
+
 }  // namespace
 
 // ---- configuration ----
@@ -150,8 +178,8 @@ void Runtime::stop() {
   running_.store(false, std::memory_order_release);
   // 1. Close the shards: what was queued before runs, later calls get not_running.
   set_shards_accepting(false);
-  // 2. End the periodic loop (its timer lives on the control thread).
-  stopping_.store(true, std::memory_order_release);
+  // 2. End the periodic loop (it stops once running() is false; its timer
+  //    lives on the control thread).
   asio::post(control_, [this] { timer_.cancel(); });
   aggregator_done_->get();
   // 3. The final snapshot accounts for every operation that ran.
@@ -198,45 +226,20 @@ bool Runtime::record(const MetricObservation& observation) noexcept {
 
 asio::awaitable<std::vector<Result<AllocateResult>>> Runtime::allocate_batch(
     std::span<const Request> requests) {
-  std::vector<std::vector<std::size_t>> by_shard(shards_.size());
-  for (std::size_t i = 0; i < requests.size(); ++i) by_shard[route(requests[i])].push_back(i);
-  std::vector<Result<AllocateResult>> results(requests.size(),
-                                              Result<AllocateResult>(Status::not_running));
-  for (ShardId shard = 0; shard < by_shard.size(); ++shard) {
-    if (by_shard[shard].empty()) continue;
-    const std::vector<std::size_t>* indexes = &by_shard[shard];
-    auto admit_all = [requests, indexes, &results](MeteredPrefixCache& cache,
-                                                   MultiLevelCacheMetrics&) -> Result<void> {
-      for (std::size_t i : *indexes) results[i] = cache.allocate(requests[i]);
-      return {};
-    };
-    const Result<void> hop = co_await with_shard(shard, std::move(admit_all));
-    if (!hop)
-      for (std::size_t i : *indexes) results[i] = hop.status();
-  }
-  co_return results;
+  auto shard_of = [this, requests](std::size_t i) { return route(requests[i]); };
+  auto admit = [requests](MeteredPrefixCache& cache, std::size_t i) {
+    return cache.allocate(requests[i]);
+  };
+  return run_grouped_by_shard<AllocateResult>(*this, requests.size(), shard_of, admit);
 }
 
 asio::awaitable<std::vector<Result<FreeResult>>> Runtime::free_batch(
     std::span<const RoutedRequest> requests) {
-  std::vector<std::vector<std::size_t>> by_shard(shards_.size());
-  std::vector<Result<FreeResult>> results(requests.size(),
-                                          Result<FreeResult>(Status::unknown_shard));
-  for (std::size_t i = 0; i < requests.size(); ++i)
-    if (requests[i].shard < shards_.size()) by_shard[requests[i].shard].push_back(i);
-  for (ShardId shard = 0; shard < by_shard.size(); ++shard) {
-    if (by_shard[shard].empty()) continue;
-    const std::vector<std::size_t>* indexes = &by_shard[shard];
-    auto free_all = [requests, indexes, &results](MeteredPrefixCache& cache,
-                                                  MultiLevelCacheMetrics&) -> Result<void> {
-      for (std::size_t i : *indexes) results[i] = cache.free(requests[i].id);
-      return {};
-    };
-    const Result<void> hop = co_await with_shard(shard, std::move(free_all));
-    if (!hop)
-      for (std::size_t i : *indexes) results[i] = hop.status();
-  }
-  co_return results;
+  auto shard_of = [requests](std::size_t i) { return requests[i].shard; };
+  auto release = [requests](MeteredPrefixCache& cache, std::size_t i) {
+    return cache.free(requests[i].id);
+  };
+  return run_grouped_by_shard<FreeResult>(*this, requests.size(), shard_of, release);
 }
 
 // ---- subscribers ----
@@ -255,10 +258,10 @@ bool Runtime::unsubscribe(std::uint64_t id) { return board_->unsubscribe(id); }
 
 asio::awaitable<void> Runtime::aggregate_loop() {
   using asio::experimental::as_tuple;
-  while (!stopping_.load(std::memory_order_acquire)) {
+  while (running()) {
     timer_.expires_after(config_.snapshot_interval);
     auto [error] = co_await timer_.async_wait(as_tuple(asio::use_awaitable));
-    if (error || stopping_.load(std::memory_order_acquire)) break;
+    if (error || !running()) break;
     try {
       co_await aggregate_once(false);
     } catch (...) {

@@ -87,8 +87,7 @@ ShardReport RuntimeShard::report(Timestamp now) {
   drain_observations();
   ShardReport out;
   out.cache = cache_.metrics().snapshot(now);
-  levels_.tick(now);
-  out.levels = levels_.snapshot(now);
+  out.levels = levels_.snapshot(now);  // ticks the levels' windows
   out.operations = operations_;
   out.observations_dropped = collector_.dropped();
   return out;

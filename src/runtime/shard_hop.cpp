@@ -103,7 +103,6 @@ void ShardInbox::drain() {
     }
   }
   for (detail::HopOp* op : spare_) op->run();
-  ops_run_ += spare_.size();
   bool more = false;
   {
     // Decided before the completions go out, so that callers resuming from

@@ -45,14 +45,11 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/error.hpp>
-#include <asio/execution/outstanding_work.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
-#include <asio/prefer.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -67,7 +64,6 @@
 #include <thread>
 #include <vector>
 
-#include "kvscope/block_hasher.hpp"
 #include "kvscope/metrics/batch_collector.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/prefix_cache.hpp"
@@ -300,7 +296,6 @@ class Runtime {
   std::mutex lifecycle_mutex_;
   State state_ = State::created;  // guarded by lifecycle_mutex_
   std::atomic<bool> running_{false};
-  std::atomic<bool> stopping_{false};
   std::optional<std::future<void>> aggregator_done_;
   std::thread control_thread_;
   std::thread notifier_thread_;
@@ -338,14 +333,7 @@ auto Runtime::next_snapshot(std::uint64_t after_sequence, Token&& token) {
   auto initiate = [](auto handler, std::shared_ptr<detail::SnapshotBoard> board,
                      asio::any_io_executor fallback, std::uint64_t after) {
     using Handler = decltype(handler);
-    auto associated = asio::get_associated_executor(handler, fallback);
-    asio::any_io_executor home;
-    if constexpr (std::is_constructible_v<asio::any_io_executor, decltype(associated)>) {
-      home = std::move(associated);
-    } else {
-      home = fallback;
-    }
-    home = asio::prefer(home, asio::execution::outstanding_work.tracked);
+    asio::any_io_executor home = detail::tracked_home(handler, fallback);
     // The cancellation handler goes in before the wait is registered, so a
     // completion (which clears the slot) can never precede it.
     const std::uint64_t id = board->new_waiter_id();

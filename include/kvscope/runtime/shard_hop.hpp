@@ -94,6 +94,19 @@ struct HopSignatureOf<void> {
 template <class R>
 using HopSignature = typename HopSignatureOf<R>::type;
 
+/// Where `handler` completes, with outstanding work tracked until then: its
+/// associated executor, or `fallback` when it has none or has one that is
+/// not an I/O executor (use_future's inline promise executor).
+template <class Handler>
+asio::any_io_executor tracked_home(const Handler& handler, const asio::any_io_executor& fallback) {
+  auto associated = asio::get_associated_executor(handler, fallback);
+  asio::any_io_executor home = fallback;
+  if constexpr (std::is_constructible_v<asio::any_io_executor, decltype(associated)>) {
+    home = std::move(associated);
+  }
+  return asio::prefer(home, asio::execution::outstanding_work.tracked);
+}
+
 /// One submitted operation: runs on the shard, completes at home.
 class HopOp {
  public:
@@ -196,9 +209,6 @@ class ShardInbox {
   /// Any thread. Takes ownership of `op`; posts a drain unless one is pending.
   void submit(std::unique_ptr<detail::HopOp> op);
 
-  /// Operations run so far (for load reports). Shard thread only.
-  std::uint64_t ops_run() const noexcept { return ops_run_; }
-
   /// Posts a drain to the shard (internal: submit and completion batches).
   void post_drain() noexcept;
 
@@ -211,7 +221,6 @@ class ShardInbox {
   std::vector<detail::HopOp*> pending_;  // guarded by mutex_
   bool drain_scheduled_ = false;         // guarded by mutex_
   std::vector<detail::HopOp*> spare_;    // shard thread only: recycled capacity
-  std::uint64_t ops_run_ = 0;            // shard thread only
 };
 
 /// Runs `fn()` on `inbox`'s shard and completes `token` on the caller's
@@ -224,14 +233,7 @@ auto async_run_on(ShardInbox& inbox, Fn fn, CompletionToken&& token) {
   static_assert(!std::is_reference_v<R>, "async_run_on: fn must return a value, not a reference");
   auto initiate = [](auto handler, ShardInbox* target, Fn work) {
     using Handler = decltype(handler);
-    auto associated = asio::get_associated_executor(handler, target->executor());
-    asio::any_io_executor home;
-    if constexpr (std::is_constructible_v<asio::any_io_executor, decltype(associated)>) {
-      home = std::move(associated);
-    } else {
-      home = target->executor();  // e.g. use_future's inline promise executor
-    }
-    home = asio::prefer(home, asio::execution::outstanding_work.tracked);
+    asio::any_io_executor home = detail::tracked_home(handler, target->executor());
     target->submit(std::make_unique<detail::HopOpFor<Handler, Fn>>(
         std::move(home), std::move(handler), std::move(work)));
   };
