@@ -162,6 +162,22 @@ void BM_CoreRequestCycleResidencyAll(benchmark::State& state) {
 }
 BENCHMARK(BM_CoreRequestCycleResidencyAll)->Unit(benchmark::kMicrosecond);
 
+// The miss-ratio curve's cost (issue 5 target: <= 10% of the request cycle
+// when on, 0 when off): mrc:0 is the default metrics (curve off), mrc:1 adds
+// the exact stack-distance tracker (bound 4x the pool), mrc:2 adds AET's
+// reuse-time histogram too. Counter mrc_refs_per_cycle: block references
+// recorded per cycle (the per-reference cost is the difference / 128).
+void BM_CoreRequestCycleMissRatio(benchmark::State& state) {
+  kvscope::MetricsConfig config;
+  config.miss_ratio.enabled = state.range(0) >= 1;
+  config.miss_ratio.estimate_aet = state.range(0) >= 2;
+  run_metered_cycles(state, &config);
+}
+BENCHMARK(BM_CoreRequestCycleMissRatio)
+    ->ArgName("mrc")
+    ->DenseRange(0, 2)
+    ->Unit(benchmark::kMicrosecond);
+
 // Metadata bytes per block (block records, hash index, policy state and
 // ghosts; request state excluded), reported as the counter bytes_per_block.
 // The timed part is the construction of a 4,096-block cache.

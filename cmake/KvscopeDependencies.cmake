@@ -41,6 +41,8 @@ endmacro()
 kvscope_find_config(fmt libfmt-dev)
 # nlohmann/json writes the JSON exports (escaping, number formatting) so we do not.
 kvscope_find_config(nlohmann_json nlohmann-json3-dev)
+# simdjson parses trace files (DOM parser with runtime SIMD dispatch, validating).
+kvscope_find_config(simdjson libsimdjson-dev)
 if(KVSCOPE_BUILD_TESTS)
   kvscope_find_config(GTest "libgtest-dev and libgmock-dev")
 endif()

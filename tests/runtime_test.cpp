@@ -640,32 +640,70 @@ TEST(LatestSnapshot, ReadersSeeEveryPublicationInOrderWhileTheWriterFlips) {
 
 class ScriptedDetector final : public SnapshotDetector {
  public:
-  explicit ScriptedDetector(bool throws) : throws_(throws) {}
+  ScriptedDetector(std::string metric, bool throws) : metric_(std::move(metric)), throws_(throws) {}
   std::string_view name() const noexcept override { return "scripted"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Alert>& alerts) override {
-    Alert alert;
-    alert.detector = "scripted";
-    alert.metric = "sequence";
-    alert.value = static_cast<double>(snapshot.sequence);
-    alerts.push_back(alert);
+  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override {
+    findings.push_back(Finding{.detector = "scripted",
+                               .metric = metric_,
+                               .value = static_cast<double>(snapshot.sequence),
+                               .message = "scripted finding"});
     if (throws_) throw std::runtime_error("detector bug");
   }
 
  private:
+  std::string metric_;
   bool throws_;
 };
 
-TEST(RuntimeDetectors, AlertsArePublishedAndFailuresCounted) {
+TEST(RuntimeDetectors, FindingsBecomeAlertsAndFailuresAreCounted) {
   auto config = small_config(2);
-  config.detectors = {std::make_shared<ScriptedDetector>(true),
-                      std::make_shared<ScriptedDetector>(false)};
+  config.analytics.alerts.pending_intervals = 1;
+  config.detectors = {std::make_shared<ScriptedDetector>("a", true),
+                      std::make_shared<ScriptedDetector>("b", false)};
   Runtime runtime(config);
   runtime.start();
   runtime.stop();
   const SnapshotPtr last = runtime.snapshot();
-  ASSERT_EQ(last->alerts.size(), 2u);  // the thrower's alert is kept
+  ASSERT_EQ(last->alerts.size(), 2u);  // the thrower's finding is kept
+  EXPECT_EQ(last->alerts[0].metric, "a");
+  EXPECT_EQ(last->alerts[0].state, AlertState::firing);
   EXPECT_EQ(last->alerts[0].value, static_cast<double>(last->sequence));
-  EXPECT_EQ(last->counters.detector_failures, 2u);  // snapshot 1 and the final one
+  EXPECT_EQ(last->counters.detector_failures, 2u);         // snapshot 1 and the final one
+  ASSERT_EQ(last->analytics.diagnosis.issues.size(), 2u);  // firing alerts are issues too
+  EXPECT_EQ(last->analytics.diagnosis.issues[0].code, "alert:scripted");
+}
+
+TEST(RuntimeDetectors, AlertSubscribersSeeEveryTransitionInOrder) {
+  auto config = small_config(1);
+  config.analytics.alerts = AlertPolicy{.pending_intervals = 1, .keep_firing_intervals = 1};
+  config.snapshot_interval = std::chrono::milliseconds(1);
+  // Finds something on odd snapshots only: fired, resolved, fired, ...
+  class Alternating final : public SnapshotDetector {
+   public:
+    std::string_view name() const noexcept override { return "alternating"; }
+    void inspect(const RuntimeSnapshot& s, std::vector<Finding>& findings) override {
+      if (s.sequence % 2 == 1)
+        findings.push_back(Finding{.detector = "alternating", .metric = "m"});
+    }
+  };
+  config.detectors = {std::make_shared<Alternating>()};
+  Runtime runtime(config);
+  std::mutex mutex;
+  std::vector<AlertTransition::Kind> seen;
+  runtime.subscribe_alerts([&](const AlertTransition& t) {
+    std::lock_guard lock(mutex);
+    seen.push_back(t.kind);
+  });
+  runtime.start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mutex);
+    return seen.size() >= 6;
+  }));
+  runtime.stop();
+  std::lock_guard lock(mutex);
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    EXPECT_EQ(seen[i], i % 2 == 0 ? AlertTransition::Kind::fired : AlertTransition::Kind::resolved)
+        << i;
 }
 
 TEST(ThresholdDetector, FiresOnUsageAndValidatesRules) {
@@ -688,12 +726,12 @@ TEST(ThresholdDetector, FiresOnUsageAndValidatesRules) {
   snapshot.shards[1].used_blocks = 1;
   snapshot.global = snapshot.shards[0];
   snapshot.global += snapshot.shards[1];
-  std::vector<Alert> alerts;
-  detector.inspect(snapshot, alerts);
-  ASSERT_EQ(alerts.size(), 1u);  // global 0.5 is not above 0.5; shard 0 is
-  EXPECT_EQ(alerts[0].shard, std::optional<std::uint32_t>(0));
-  EXPECT_DOUBLE_EQ(alerts[0].value, 0.9);
-  EXPECT_EQ(alerts[0].metric, "usage");
+  std::vector<Finding> findings;
+  detector.inspect(snapshot, findings);
+  ASSERT_EQ(findings.size(), 1u);  // global 0.5 is not above 0.5; shard 0 is
+  EXPECT_EQ(findings[0].shard, std::optional<std::uint32_t>(0));
+  EXPECT_DOUBLE_EQ(findings[0].value, 0.9);
+  EXPECT_EQ(findings[0].metric, "usage");
 }
 
 TEST(RuntimeExport, JsonAndPrometheusCarryEveryShard) {

@@ -259,6 +259,19 @@ class PrefixCache {
   /// for tests and debugging.
   std::vector<BlockId> free_queue() const;
 
+  /// The block hashes the last lookup() or allocate() of `request` used: the
+  /// caller's in hash mode, the ones the cache computed in token mode. For
+  /// metrics that replay admissions (the miss-ratio curve). Valid until the
+  /// next mutating call; call right after the operation, with its request.
+  std::span<const BlockHash> last_hashes(const Request& request) const noexcept {
+    return request.hash_mode() ? request.block_hashes : std::span<const BlockHash>(scratch_hashes_);
+  }
+  /// How many of a request's `hashed` leading blocks a hit may cover (vLLM
+  /// keeps the last prompt token uncached; max_hit_tokens overrides). O(1).
+  std::uint32_t hit_cap_blocks(const Request& request, std::uint32_t hashed) const {
+    return eligible_hit_blocks(request, hashed);
+  }
+
   /// Bytes of per-block and index structures (excludes request state).
   std::size_t metadata_bytes() const noexcept;
 

@@ -16,6 +16,10 @@ struct MultiLevelSnapshot;
 struct PrefixSnapshot;
 struct ShardSnapshot;
 struct ResidencySnapshot;
+struct MissRatioCurve;
+struct CacheAlert;
+struct AlertTransition;
+struct AnalyticsReport;
 }  // namespace kvscope
 
 namespace kvscope::detail {
@@ -32,6 +36,10 @@ nlohmann::json prefix_snapshot_json(const PrefixSnapshot& s);
 nlohmann::json residency_json(const ResidencySnapshot& s);
 nlohmann::json shard_snapshot_json(const ShardSnapshot& s);
 nlohmann::json multi_level_json(const MultiLevelSnapshot& s);
+nlohmann::json miss_ratio_json(const MissRatioCurve& c);
+nlohmann::json cache_alert_json(const CacheAlert& a);
+nlohmann::json alert_transition_json(const AlertTransition& t);
+nlohmann::json analytics_json(const AnalyticsReport& r);
 /// 32 lowercase hex digits, high word first.
 std::string hash_hex(const BlockHash& h);
 double seconds(std::chrono::nanoseconds d) noexcept;

@@ -66,6 +66,11 @@ void MetricsConfig::validate() const {
     bad_nested("window", e);
   }
   check_count("request_window", request_window, 1, UINT64_MAX);
+  try {
+    miss_ratio.validate();
+  } catch (const std::invalid_argument& e) {
+    bad_nested("miss_ratio", e);
+  }
   if (!(residency_sample_rate > 0.0 && residency_sample_rate <= 1.0)) {
     bad(fmt::format("residency_sample_rate must be in (0, 1], got {}", residency_sample_rate));
   }

@@ -52,8 +52,17 @@ ShardSnapshot& ShardSnapshot::operator+=(const ShardSnapshot& other) {
       merged_residency = other.residency;
     }
   }
+  std::optional<MissRatioCurve> merged_curve = miss_ratio;
+  if (other.miss_ratio) {
+    if (merged_curve) {
+      *merged_curve += *other.miss_ratio;
+    } else {
+      merged_curve = other.miss_ratio;
+    }
+  }
   prefixes = std::move(merged_prefixes);
   residency = std::move(merged_residency);
+  miss_ratio = std::move(merged_curve);
   at = std::max(at, other.at);
   shards += other.shards;
   total += other.total;
@@ -91,6 +100,8 @@ nlohmann::json detail::shard_snapshot_json(const ShardSnapshot& s) {
                    {"metrics_memory_bytes", s.metrics_memory_bytes},
                    {"prefixes", detail::prefix_snapshot_json(s.prefixes)}};
   j["residency"] = s.residency ? detail::residency_json(*s.residency) : nlohmann::json(nullptr);
+  j["miss_ratio_curve"] =
+      s.miss_ratio ? detail::miss_ratio_json(*s.miss_ratio) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -106,6 +117,7 @@ ShardMetrics::ShardMetrics(PrefixCache& cache, const MetricsConfig& config)
     residency_ = std::make_unique<BlockResidencyTracker>(cache, config_);
     cache.set_observer(residency_.get(), residency_->observer_options());
   }
+  if (config_.miss_ratio.enabled) miss_ratio_.emplace(cache.num_blocks(), config_.miss_ratio);
   tick(config_.effective_clock().now());
 }
 
@@ -123,6 +135,16 @@ void ShardMetrics::record_admission(const Request& request, const AllocateResult
   if (residency_ && lookup.stop == LookupStop::not_resident) {
     residency_->check_refault(lookup.first_miss_hash);
   }
+  if (miss_ratio_) {
+    const auto hashes = cache_->last_hashes(request);
+    const auto hashed = static_cast<std::uint32_t>(hashes.size());
+    miss_ratio_->record(hashes, request.token_count(), cache_->block_size(),
+                        cache_->hit_cap_blocks(request, hashed));
+  }
+}
+
+void ShardMetrics::record_reset() {
+  if (miss_ratio_) miss_ratio_->clear_stack();
 }
 
 void ShardMetrics::tick(Timestamp now) {
@@ -146,6 +168,7 @@ ShardSnapshot ShardMetrics::snapshot(Timestamp now) {
   s.metrics_memory_bytes = memory_bytes();
   s.prefixes = prefixes_.snapshot();
   if (residency_) s.residency = residency_->snapshot();
+  if (miss_ratio_) s.miss_ratio = miss_ratio_->curve();
   return s;
 }
 
@@ -156,7 +179,8 @@ void ShardMetrics::set_tenant_name(const CacheSalt& salt, std::string name) {
 std::size_t ShardMetrics::memory_bytes() const noexcept {
   const std::size_t request_window_bytes = config_.request_window * sizeof(QueryCounts);
   return sizeof(*this) + window_.memory_bytes() + request_window_bytes + prefixes_.memory_bytes() +
-         (residency_ ? residency_->memory_bytes() : 0);
+         (residency_ ? residency_->memory_bytes() : 0) +
+         (miss_ratio_ ? miss_ratio_->memory_bytes() : 0);
 }
 
 // ---------------------------------------------------------------- MeteredPrefixCache
@@ -168,6 +192,12 @@ MeteredPrefixCache::MeteredPrefixCache(const PrefixCacheConfig& cache_config,
 Result<AllocateResult> MeteredPrefixCache::allocate(const Request& request) {
   auto result = cache_.allocate(request);
   if (result) metrics_->record_admission(request, *result);
+  return result;
+}
+
+Result<void> MeteredPrefixCache::reset() {
+  auto result = cache_.reset();
+  if (result) metrics_->record_reset();
   return result;
 }
 

@@ -52,59 +52,43 @@ ThresholdDetector::ThresholdDetector(std::vector<Rule> rules) : rules_(std::move
   }
 }
 
-std::vector<ThresholdDetector::Rule> ThresholdDetector::default_rules(
-    double memory_pressure_threshold, std::uint32_t shards) {
-  std::vector<Rule> rules{
-      {.metric = WatchedMetric::window_hit_rate, .direction = Direction::below, .threshold = 0.1},
-      {.metric = WatchedMetric::usage,
-       .direction = Direction::above,
-       .threshold = memory_pressure_threshold,
-       .per_shard = true}};
-  if (shards > 1) {
-    // One hot prefix pins its shard: flag a shard doing most of the work.
-    rules.push_back({.metric = WatchedMetric::load_share,
-                     .direction = Direction::above,
-                     .threshold = std::min(0.9, 2.0 / shards),
-                     .per_shard = true});
-  }
-  return rules;
-}
-
 void ThresholdDetector::check(const Rule& rule, double value, std::optional<std::uint32_t> shard,
-                              std::vector<Alert>& alerts) const {
+                              std::vector<Finding>& findings) const {
   const bool fires =
       rule.direction == Direction::above ? value > rule.threshold : value < rule.threshold;
   if (!fires) return;
   const std::string where = shard ? fmt::format("shard {}", *shard) : std::string("global");
-  alerts.push_back(Alert{
+  findings.push_back(Finding{
       .detector = std::string(name()),
       .metric = std::string(to_string(rule.metric)),
-      .severity = rule.severity,
+      .level = rule.level,
       .shard = shard,
       .value = value,
+      .baseline = rule.threshold,
       .threshold = rule.threshold,
       .message =
           fmt::format("{} {} = {:.4g} is {} {:.4g}", where, to_string(rule.metric), value,
                       rule.direction == Direction::above ? "above" : "below", rule.threshold)});
 }
 
-void ThresholdDetector::inspect(const RuntimeSnapshot& snapshot, std::vector<Alert>& alerts) {
+void ThresholdDetector::inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) {
   for (const Rule& rule : rules_) {
     if (rule.metric == WatchedMetric::observations_dropped) {
       check(rule, static_cast<double>(snapshot.counters.observations_dropped), std::nullopt,
-            alerts);
+            findings);
       continue;
     }
     if (rule.metric == WatchedMetric::load_share) {
       if (snapshot.interval.count() == 0) continue;  // no interval yet
       for (std::uint32_t i = 0; i < snapshot.load.size(); ++i)
-        check(rule, snapshot.load[i].share, i, alerts);
+        check(rule, snapshot.load[i].share, i, findings);
       continue;
     }
-    if (auto value = cache_figure(rule, snapshot.global)) check(rule, *value, std::nullopt, alerts);
+    if (auto value = cache_figure(rule, snapshot.global))
+      check(rule, *value, std::nullopt, findings);
     if (!rule.per_shard) continue;
     for (std::uint32_t i = 0; i < snapshot.shards.size(); ++i)
-      if (auto value = cache_figure(rule, snapshot.shards[i])) check(rule, *value, i, alerts);
+      if (auto value = cache_figure(rule, snapshot.shards[i])) check(rule, *value, i, findings);
   }
 }
 

@@ -1,5 +1,7 @@
 #include "kvscope/runtime/runtime.hpp"
 
+#include "kvscope/analytics/detectors.hpp"
+
 // g++ 12 at -O2 with sanitizers reports Asio's awaitable frame operator
 // delete as mismatched with the frame allocation of the coroutines below (a
 // known false positive for coroutine frames with class-specific operator
@@ -86,6 +88,7 @@ void RuntimeConfig::validate() const {
     bad_config("snapshot_interval must be 1 ms .. 1 h");
   for (const auto& detector : detectors)
     if (!detector) bad_config("detectors must not hold a null detector");
+  analytics.validate();
 }
 
 // ---- lifecycle ----
@@ -97,11 +100,12 @@ Runtime::Runtime(RuntimeConfig config)
       control_work_(asio::make_work_guard(control_)),
       notifier_work_(asio::make_work_guard(notifier_)),
       board_(std::make_shared<detail::SnapshotBoard>(notifier_.get_executor())),
-      timer_(control_) {
+      timer_(control_),
+      analytics_(config_.analytics),
+      alert_tracker_(config_.analytics.alerts) {
   if (config_.detectors.empty())
-    config_.detectors.push_back(
-        std::make_shared<ThresholdDetector>(ThresholdDetector::default_rules(
-            config_.metrics.memory_pressure_threshold, config_.shard_count())));
+    config_.detectors = default_detectors(
+        config_.analytics, config_.metrics.memory_pressure_threshold, config_.shard_count());
   const std::uint32_t shards = config_.shard_count();
   shards_.reserve(shards);
   for (std::uint32_t i = 0; i < shards; ++i) {
@@ -254,6 +258,22 @@ std::uint64_t Runtime::subscribe(SnapshotCallback callback, asio::any_io_executo
 
 bool Runtime::unsubscribe(std::uint64_t id) { return board_->unsubscribe(id); }
 
+std::uint64_t Runtime::subscribe_alerts(AlertCallback callback) {
+  return subscribe_alerts(std::move(callback), board_->notifier());
+}
+
+std::uint64_t Runtime::subscribe_alerts(AlertCallback callback, asio::any_io_executor executor) {
+  auto each_event = [callback = std::move(callback)](const SnapshotPtr& snapshot) {
+    for (const AlertTransition& event : snapshot->alert_events) callback(event);
+  };
+  return board_->subscribe(std::move(each_event), std::move(executor), /*every_snapshot=*/true);
+}
+
+PerformanceDiagnosis Runtime::analyze_performance() const {
+  const SnapshotPtr latest = snapshot();
+  return latest ? latest->analytics.diagnosis : PerformanceDiagnosis{};
+}
+
 // ---- the aggregator ----
 
 asio::awaitable<void> Runtime::aggregate_loop() {
@@ -320,17 +340,22 @@ RuntimeSnapshot Runtime::merge(std::vector<detail::ShardReport> reports, Timesta
   }
   previous_at_ = now;
 
+  analytics_.measure(out);
+  std::vector<Finding> findings;
   for (const auto& detector : config_.detectors) {
     try {
-      detector->inspect(out, out.alerts);
+      detector->inspect(out, findings);
     } catch (...) {
       ++detector_failures_;
     }
   }
+  out.alert_events = alert_tracker_.update(findings, now, out.wall_time);
+  out.alerts = alert_tracker_.current();
   out.counters.subscriber_failures = board_->subscriber_failures();
   out.counters.subscriber_skipped = board_->subscriber_skipped();
   out.counters.detector_failures = detector_failures_;
   out.counters.aggregation_failures = aggregation_failures_;
+  out.analytics.diagnosis = diagnose(out);
   return out;
 }
 

@@ -10,15 +10,6 @@
 
 namespace kvscope {
 
-std::string_view to_string(AlertSeverity severity) noexcept {
-  switch (severity) {
-    case AlertSeverity::info: return "info";
-    case AlertSeverity::warning: return "warning";
-    case AlertSeverity::critical: return "critical";
-  }
-  return "unknown";
-}
-
 double RuntimeSnapshot::load_imbalance() const noexcept {
   double largest = 0;
   for (const ShardLoad& l : load) largest = std::max(largest, l.share);
@@ -26,16 +17,6 @@ double RuntimeSnapshot::load_imbalance() const noexcept {
 }
 
 namespace {
-
-nlohmann::json alert_json(const Alert& a) {
-  return nlohmann::json{{"detector", a.detector},
-                        {"metric", a.metric},
-                        {"severity", std::string(to_string(a.severity))},
-                        {"shard", a.shard ? nlohmann::json(*a.shard) : nlohmann::json(nullptr)},
-                        {"value", a.value},
-                        {"threshold", a.threshold},
-                        {"message", a.message}};
-}
 
 nlohmann::json load_json(const ShardLoad& l) {
   return nlohmann::json{{"operations", l.operations},
@@ -50,6 +31,50 @@ nlohmann::json counters_json(const RuntimeCounters& c) {
                         {"detector_failures", c.detector_failures},
                         {"aggregation_failures", c.aggregation_failures},
                         {"observations_dropped", c.observations_dropped}};
+}
+
+/// kvscope_analytics_* families: trends, capacity advice, diagnosis issues
+/// and the global miss-ratio curve.
+void write_analytics_prometheus(PrometheusWriter& out, const AnalyticsReport& report,
+                                const ShardSnapshot& global) {
+  for (const SeriesTrend& t : report.trends) {
+    const PrometheusLabels metric{{"metric", t.metric}};
+    out.gauge("kvscope_analytics_trend_slope",
+              "Theil-Sen slope of the metric per snapshot interval.", metric, t.trend.slope);
+    const double direction = t.trend.direction == TrendDirection::rising    ? 1.0
+                             : t.trend.direction == TrendDirection::falling ? -1.0
+                                                                            : 0.0;
+    out.gauge("kvscope_analytics_trend_direction",
+              "1 rising, -1 falling, 0 stable (Mann-Kendall significant and large enough).", metric,
+              direction);
+  }
+  if (report.capacity) {
+    const CapacityAdvice& c = *report.capacity;
+    out.gauge("kvscope_analytics_expected_hit_ratio",
+              "Token hit ratio the LRU model predicts at the current capacity.", {},
+              c.expected_hit_ratio);
+    out.gauge("kvscope_analytics_knee_blocks",
+              "Capacity where extra blocks stop paying (knee of the miss-ratio curve).", {},
+              static_cast<double>(c.knee_blocks));
+    if (c.blocks_for_target)
+      out.gauge("kvscope_analytics_recommended_blocks",
+                "Smallest capacity predicted to reach the target hit ratio.", {},
+                static_cast<double>(*c.blocks_for_target));
+  }
+  if (global.miss_ratio) {
+    const MissRatioCurve& curve = *global.miss_ratio;
+    for (const MrcPoint& p : curve.points)
+      out.gauge("kvscope_analytics_mrc_token_hit_ratio",
+                "Predicted token hit ratio at capacity_blocks (exact LRU stack distances).",
+                {{"capacity_blocks", std::to_string(p.capacity_blocks)}}, curve.token_hit_ratio(p));
+  }
+  for (const char* severity : {"info", "warning", "critical"}) {
+    const auto& issues = report.diagnosis.issues;
+    const auto n = std::count_if(issues.begin(), issues.end(),
+                                 [&](const DiagnosisIssue& i) { return i.severity == severity; });
+    out.gauge("kvscope_analytics_diagnosis_issues", "Issues the diagnosis reports, by severity.",
+              {{"severity", severity}}, static_cast<double>(n));
+  }
 }
 
 template <class T, class ToJson>
@@ -75,7 +100,9 @@ std::string RuntimeSnapshot::to_json() const {
                          {"shard_levels", array_json(shard_levels, detail::multi_level_json)},
                          {"load", array_json(load, load_json)},
                          {"load_imbalance", load_imbalance()},
-                         {"alerts", array_json(alerts, alert_json)},
+                         {"alerts", array_json(alerts, detail::cache_alert_json)},
+                         {"alert_events", array_json(alert_events, detail::alert_transition_json)},
+                         {"analytics", detail::analytics_json(analytics)},
                          {"counters", counters_json(counters)}};
   return j.dump();
 }
@@ -98,13 +125,14 @@ std::string RuntimeSnapshot::to_prometheus(const MetricsConfig& config) const {
             static_cast<double>(sequence));
   out.gauge("kvscope_runtime_load_imbalance",
             "Largest shard share times the shard count (1 = even).", {}, load_imbalance());
-  for (AlertSeverity severity :
-       {AlertSeverity::info, AlertSeverity::warning, AlertSeverity::critical}) {
-    const auto active = std::count_if(alerts.begin(), alerts.end(),
-                                      [&](const Alert& a) { return a.severity == severity; });
-    out.gauge("kvscope_runtime_alerts", "Alerts raised on this snapshot, by severity.",
-              {{"severity", std::string(to_string(severity))}}, static_cast<double>(active));
+  for (AlertLevel level : {AlertLevel::info, AlertLevel::warning, AlertLevel::critical}) {
+    const auto firing = std::count_if(alerts.begin(), alerts.end(), [&](const CacheAlert& a) {
+      return a.level == level && a.state == AlertState::firing;
+    });
+    out.gauge("kvscope_runtime_alerts", "Alerts firing at this snapshot, by level.",
+              {{"level", std::string(to_string(level))}}, static_cast<double>(firing));
   }
+  write_analytics_prometheus(out, analytics, global);
   out.counter("kvscope_runtime_subscriber_failures_total", "Subscriber callbacks that threw.", {},
               static_cast<double>(counters.subscriber_failures));
   out.counter("kvscope_runtime_subscriber_skipped_total", "Snapshots a busy subscriber never saw.",

@@ -91,10 +91,12 @@ void SnapshotBoard::cancel(std::uint64_t waiter_id) {
   cancelled->complete(asio::error::operation_aborted, nullptr);
 }
 
-std::uint64_t SnapshotBoard::subscribe(SnapshotCallback callback, asio::any_io_executor executor) {
+std::uint64_t SnapshotBoard::subscribe(SnapshotCallback callback, asio::any_io_executor executor,
+                                       bool every_snapshot) {
   auto subscriber = std::make_shared<Subscriber>();
   subscriber->callback = std::move(callback);
   subscriber->executor = std::move(executor);
+  subscriber->every_snapshot = every_snapshot;
   std::lock_guard lock(mutex_);
   const std::uint64_t id = next_subscriber_id_++;
   subscribers_.emplace(id, std::move(subscriber));
@@ -115,8 +117,11 @@ void SnapshotBoard::notify(const std::shared_ptr<Subscriber>& subscriber,
   bool post_delivery = false;
   {
     std::lock_guard lock(subscriber->mutex);
-    if (subscriber->pending) skipped_.fetch_add(1, std::memory_order_relaxed);
-    subscriber->pending = snapshot;
+    auto& pending = subscriber->pending;
+    const std::size_t room = subscriber->every_snapshot ? kMaxBacklog : 1;
+    for (; pending.size() >= room; pending.pop_front())
+      skipped_.fetch_add(1, std::memory_order_relaxed);
+    pending.push_back(snapshot);
     post_delivery = !subscriber->delivering;
     subscriber->delivering = true;
   }
@@ -130,12 +135,12 @@ void SnapshotBoard::deliver(const std::shared_ptr<Subscriber>& subscriber) {
     SnapshotPtr next;
     {
       std::lock_guard lock(subscriber->mutex);
-      next = std::move(subscriber->pending);
-      subscriber->pending = nullptr;
-      if (!next) {
+      if (subscriber->pending.empty()) {
         subscriber->delivering = false;
         return;
       }
+      next = std::move(subscriber->pending.front());
+      subscriber->pending.pop_front();
     }
     if (!subscriber->active.load(std::memory_order_acquire)) continue;  // drop: unsubscribed
     try {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kvscope/analytics/miss_ratio_curve.hpp"
 #include "kvscope/metrics/clock.hpp"
 #include "kvscope/metrics/histogram.hpp"
 #include "kvscope/metrics/sliding_window.hpp"
@@ -58,6 +59,9 @@ struct MetricsConfig {
   /// Export bounds (Prometheus `le`), seconds: strictly increasing, finite, > 0.
   std::vector<double> residency_bounds_seconds = vllm_residency_bounds_seconds();
   std::vector<double> latency_bounds_seconds = default_latency_bounds_seconds();
+
+  // ---- miss-ratio curve (exact LRU stack distances; off by default) ----
+  MissRatioConfig miss_ratio{};
 
   // ---- thresholds (read by the analytics; validated here) ----
   /// Usage at or above which the cache is under memory pressure; (0, 1].

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kvscope/metrics/block_residency.hpp"
@@ -48,6 +49,7 @@ struct ShardSnapshot {
   std::uint64_t metrics_memory_bytes = 0;  ///< bytes of metric state
   PrefixSnapshot prefixes;
   std::optional<ResidencySnapshot> residency;  ///< when tracked
+  std::optional<MissRatioCurve> miss_ratio;    ///< when MetricsConfig::miss_ratio.enabled
 
   /// used / num_blocks (cached-but-free blocks count as free, like vLLM).
   double usage() const noexcept;
@@ -75,8 +77,12 @@ class ShardMetrics {
   ShardMetrics(const ShardMetrics&) = delete;
   ShardMetrics& operator=(const ShardMetrics&) = delete;
 
-  /// Tells the metrics about a successful allocate() of `request`. O(log K).
+  /// Tells the metrics about a successful allocate() of `request`; call it
+  /// right after the allocate (the miss-ratio curve reads the hashes the
+  /// cache just used). O(log K), plus O(blocks) with the miss-ratio curve on.
   void record_admission(const Request& request, const AllocateResult& result);
+  /// Tells the metrics that reset() dropped every hash.
+  void record_reset();
   /// Moves the time windows to `now`; call at least once per window
   /// resolution (the runtime's aggregator does). O(slots begun).
   void tick(Timestamp now);
@@ -89,6 +95,10 @@ class ShardMetrics {
   const MetricsConfig& config() const noexcept { return config_; }
   /// nullptr when residency tracking is off.
   BlockResidencyTracker* residency() noexcept { return residency_.get(); }
+  /// nullptr when the miss-ratio curve is off.
+  const StackDistanceTracker* miss_ratio() const noexcept {
+    return miss_ratio_ ? &*miss_ratio_ : nullptr;
+  }
   /// Bytes of metric state (windows, histograms, tables). O(1).
   std::size_t memory_bytes() const noexcept;
 
@@ -99,6 +109,7 @@ class ShardMetrics {
   RequestCountWindow request_window_;
   PrefixMetrics prefixes_;
   std::unique_ptr<BlockResidencyTracker> residency_;
+  std::optional<StackDistanceTracker> miss_ratio_;
   Timestamp last_tick_{0};
 };
 
@@ -126,7 +137,7 @@ class MeteredPrefixCache {
   Result<FreeResult> free(RequestId id, FreeOrder order = FreeOrder::reverse) {
     return cache_.free(id, order);
   }
-  Result<void> reset() { return cache_.reset(); }
+  Result<void> reset();
 
   const PrefixCache& cache() const noexcept { return cache_; }
   ShardMetrics& metrics() noexcept { return *metrics_; }

@@ -1,12 +1,14 @@
 // kvscope/runtime/detector.hpp - the aggregator's pluggable detectors.
 //
-// After merging the shards, the aggregator hands each new snapshot to every
-// configured detector, in order, before publishing it; the alerts they add
-// are published with it. Detectors run on the aggregator's thread only, one
-// call at a time, so they may keep state between snapshots (trends). An
-// exception from inspect() is caught and counted
-// (RuntimeCounters::detector_failures); alerts it added before throwing are
-// kept.
+// After merging the shards and measuring the interval (snapshot.analytics),
+// the aggregator hands each new snapshot to every configured detector, in
+// order; the Findings they report go through the runtime's AlertTracker
+// (pending / keep-firing hysteresis) into the snapshot's alerts. Detectors
+// run on the aggregator's thread only, one call at a time, so they may keep
+// state between snapshots (baselines). An exception from inspect() is
+// caught and counted (RuntimeCounters::detector_failures); findings it added
+// before throwing are kept. The built-in cache detectors live in
+// kvscope/analytics/detectors.hpp.
 #pragma once
 
 #include <string>
@@ -20,11 +22,11 @@ namespace kvscope {
 class SnapshotDetector {
  public:
   virtual ~SnapshotDetector() = default;
-  /// Stable name, copied into Alert::detector.
+  /// Stable name, copied into Finding::detector.
   virtual std::string_view name() const noexcept = 0;
-  /// Appends alerts about `snapshot` (whose `alerts` holds what earlier
+  /// Appends findings about `snapshot` (`findings` holds what earlier
   /// detectors found). Keep it cheap: it delays publication.
-  virtual void inspect(const RuntimeSnapshot& snapshot, std::vector<Alert>& alerts) = 0;
+  virtual void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) = 0;
 };
 
 /// The figures a ThresholdDetector can watch. Global and per-shard unless noted.
@@ -37,9 +39,10 @@ enum class WatchedMetric : std::uint8_t {
 };
 std::string_view to_string(WatchedMetric metric) noexcept;
 
-/// Fires while a figure is beyond a fixed bound (strictly). A hit-rate rule
-/// stays quiet until the window holds `min_requests` admitted requests (an
-/// idle cache's hit rate of 0 is not news).
+/// Finds a figure beyond a fixed bound (strictly). A hit-rate rule stays
+/// quiet until the window holds `min_requests` admitted requests (an idle
+/// cache's hit rate of 0 is not news). For learnt baselines use the
+/// adaptive detectors of kvscope/analytics/detectors.hpp.
 class ThresholdDetector final : public SnapshotDetector {
  public:
   enum class Direction : std::uint8_t { above, below };
@@ -47,7 +50,7 @@ class ThresholdDetector final : public SnapshotDetector {
     WatchedMetric metric = WatchedMetric::window_hit_rate;
     Direction direction = Direction::below;
     double threshold = 0;
-    AlertSeverity severity = AlertSeverity::warning;
+    AlertLevel level = AlertLevel::warning;
     bool per_shard = false;            ///< also check each shard (where meaningful)
     std::uint64_t min_requests = 100;  ///< window requests needed for hit-rate rules
   };
@@ -56,17 +59,13 @@ class ThresholdDetector final : public SnapshotDetector {
   /// non-finite threshold, load_share without per_shard, a per-shard
   /// observations_dropped).
   explicit ThresholdDetector(std::vector<Rule> rules);
-  /// A starting set: global window hit rate below 10%, usage (global or a
-  /// shard's) above the memory-pressure threshold and, with S > 1 shards, a
-  /// shard doing more than min(0.9, 2/S) of an interval's operations.
-  static std::vector<Rule> default_rules(double memory_pressure_threshold, std::uint32_t shards);
 
   std::string_view name() const noexcept override { return "threshold"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Alert>& alerts) override;
+  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override;
 
  private:
   void check(const Rule& rule, double value, std::optional<std::uint32_t> shard,
-             std::vector<Alert>& alerts) const;
+             std::vector<Finding>& findings) const;
   std::vector<Rule> rules_;
 };
 

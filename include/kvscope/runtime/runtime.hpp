@@ -29,8 +29,9 @@
 //
 // Aggregator: a coroutine on the runtime's control thread wakes every
 // snapshot_interval, visits each shard on its own thread (drains queued
-// observations, ticks windows, snapshots), merges, runs the detectors and
-// publishes an immutable RuntimeSnapshot.
+// observations, ticks windows, snapshots), merges, runs the analytics
+// (interval figures, trends, capacity advice), the detectors, the alert
+// hysteresis and the diagnosis, and publishes an immutable RuntimeSnapshot.
 //
 // Lifecycle: construct (threads start, shards closed) -> start() -> stop()
 // -> destroy. stop() closes every shard behind the operations already queued
@@ -64,6 +65,8 @@
 #include <thread>
 #include <vector>
 
+#include "kvscope/analytics/analytics_config.hpp"
+#include "kvscope/analytics/cache_analytics.hpp"
 #include "kvscope/metrics/batch_collector.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/prefix_cache.hpp"
@@ -92,8 +95,12 @@ struct RuntimeConfig {
   bool pin_threads = false;
   /// Keys the routing hash, so placement is not predictable from outside.
   std::uint64_t route_seed = 0x6b76'7363'6f70'6533;
-  /// Run by the aggregator on every snapshot, in order. Empty means a
-  /// ThresholdDetector with its default rules; pass your own list to replace it.
+  /// Trends, shift detection, alert hysteresis, detector bounds, capacity
+  /// advice (docs/analytics.md).
+  AnalyticsConfig analytics{};
+  /// Run by the aggregator on every snapshot, in order. Empty means
+  /// default_detectors() (kvscope/analytics/detectors.hpp); pass your own
+  /// list to replace them.
   std::vector<std::shared_ptr<SnapshotDetector>> detectors{};
 
   void validate() const;
@@ -261,6 +268,19 @@ class Runtime {
   /// After it returns no new delivery starts (one in progress may finish).
   bool unsubscribe(std::uint64_t id);
 
+  /// Calls `callback` with every alert transition (fired, level changed,
+  /// resolved), in order, on the notifier thread (or on `executor`). Unlike
+  /// snapshot subscribers these are not coalesced: a subscriber that falls
+  /// more than 1,024 snapshots behind loses the oldest (counted as skipped).
+  /// Exceptions are caught and counted. unsubscribe() takes the returned id.
+  std::uint64_t subscribe_alerts(AlertCallback callback);
+  std::uint64_t subscribe_alerts(AlertCallback callback, asio::any_io_executor executor);
+
+  /// The performance diagnosis of the latest snapshot (overall vs recent hit
+  /// rate, breakdowns, recommended capacity, issues in plain language). Any
+  /// thread; lock-free (reads snapshot()).
+  PerformanceDiagnosis analyze_performance() const;
+
  private:
   enum class State { created, running, stopped };
 
@@ -292,6 +312,8 @@ class Runtime {
   std::vector<std::uint64_t> previous_operations_;
   std::uint64_t aggregation_failures_ = 0;
   std::uint64_t detector_failures_ = 0;
+  CacheAnalytics analytics_;
+  AlertTracker alert_tracker_;
 
   std::mutex lifecycle_mutex_;
   State state_ = State::created;  // guarded by lifecycle_mutex_

@@ -12,25 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "kvscope/analytics/alerts.hpp"
+#include "kvscope/analytics/report.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/metrics/multi_level_metrics.hpp"
 #include "kvscope/metrics/shard_metrics.hpp"
 
 namespace kvscope {
-
-enum class AlertSeverity : std::uint8_t { info, warning, critical };
-std::string_view to_string(AlertSeverity severity) noexcept;
-
-/// One condition a detector found in a snapshot.
-struct Alert {
-  std::string detector;  ///< the detector's name()
-  std::string metric;    ///< e.g. "window_hit_rate"
-  AlertSeverity severity = AlertSeverity::warning;
-  std::optional<std::uint32_t> shard;  ///< nullopt: about the global figures
-  double value = 0;                    ///< the observed value
-  double threshold = 0;                ///< the bound it crossed
-  std::string message;                 ///< one human-readable line
-};
 
 /// How busy one shard was: the routing's skew shows here.
 struct ShardLoad {
@@ -62,7 +50,12 @@ struct RuntimeSnapshot {
   MultiLevelSnapshot levels;                     ///< observed cache levels, sum of `shard_levels`
   std::vector<MultiLevelSnapshot> shard_levels;  ///< index = shard id
   std::vector<ShardLoad> load;                   ///< index = shard id
-  std::vector<Alert> alerts;                     ///< from every detector, in detector order
+  /// Pending and firing alerts, and those resolved at this snapshot
+  /// (AlertTracker::current(), after the hysteresis).
+  std::vector<CacheAlert> alerts;
+  /// What changed at this snapshot: alerts fired, changed level or resolved.
+  std::vector<AlertTransition> alert_events;
+  AnalyticsReport analytics;  ///< interval figures, trends, capacity advice, diagnosis
   RuntimeCounters counters;
 
   /// Largest shard share times the shard count: 1 = perfectly even, S = one
@@ -71,10 +64,12 @@ struct RuntimeSnapshot {
 
   /// {"sequence", "at_ns", "wall_time_ms", "interval_ns", "final", "global",
   ///  "shards": [...], "levels", "shard_levels": [...], "load": [...],
-  ///  "load_imbalance", "alerts": [...], "counters"}.
+  ///  "load_imbalance", "alerts": [...], "alert_events": [...], "analytics",
+  ///  "counters"}.
   std::string to_json() const;
   /// Prometheus 0.0.4 text: every shard's families with shard="i", the
-  /// levels, and kvscope_runtime_* families (docs/metrics.md).
+  /// levels, kvscope_runtime_* and kvscope_analytics_* families
+  /// (docs/metrics.md).
   std::string to_prometheus(const MetricsConfig& config = {}) const;
 };
 

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,6 +27,8 @@ namespace kvscope {
 using SnapshotPtr = std::shared_ptr<const RuntimeSnapshot>;
 /// Called with each published snapshot (see Runtime::subscribe).
 using SnapshotCallback = std::function<void(const SnapshotPtr&)>;
+/// Called with each alert transition (see Runtime::subscribe_alerts).
+using AlertCallback = std::function<void(const AlertTransition&)>;
 
 namespace detail {
 
@@ -104,10 +107,16 @@ class SnapshotBoard : public std::enable_shared_from_this<SnapshotBoard> {
   /// Fails the waiter with operation_aborted if it is still waiting.
   void cancel(std::uint64_t waiter_id);
 
-  std::uint64_t subscribe(SnapshotCallback callback, asio::any_io_executor executor);
+  /// `every_snapshot`: deliver each snapshot in order (a backlog of at most
+  /// kMaxBacklog, the oldest dropped and counted beyond it) instead of only
+  /// the newest.
+  std::uint64_t subscribe(SnapshotCallback callback, asio::any_io_executor executor,
+                          bool every_snapshot = false);
   std::uint64_t subscribe(SnapshotCallback callback) {
     return subscribe(std::move(callback), notifier_);
   }
+  asio::any_io_executor notifier() const { return notifier_; }
+  static constexpr std::size_t kMaxBacklog = 1024;
   /// After it returns no new delivery starts; one in progress may finish.
   bool unsubscribe(std::uint64_t id);
 
@@ -122,10 +131,11 @@ class SnapshotBoard : public std::enable_shared_from_this<SnapshotBoard> {
   struct Subscriber {
     SnapshotCallback callback;
     asio::any_io_executor executor;
+    bool every_snapshot = false;
     std::atomic<bool> active{true};
     std::mutex mutex;
-    SnapshotPtr pending;      // guarded by mutex: the newest undelivered snapshot
-    bool delivering = false;  // guarded by mutex: a delivery task is posted or running
+    std::deque<SnapshotPtr> pending;  // guarded by mutex: undelivered, oldest first
+    bool delivering = false;          // guarded by mutex: a delivery task is posted or running
   };
   void notify(const std::shared_ptr<Subscriber>& subscriber, const SnapshotPtr& snapshot);
   void deliver(const std::shared_ptr<Subscriber>& subscriber);
