@@ -14,7 +14,15 @@ endfunction()
 kvscope_require_header(KVSCOPE_ASIO_INCLUDE_DIR asio.hpp libasio-dev)
 add_library(kvscope_asio INTERFACE)
 target_include_directories(kvscope_asio SYSTEM INTERFACE ${KVSCOPE_ASIO_INCLUDE_DIR})
-target_compile_definitions(kvscope_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+# ASIO_HAS_STD_ALIGNED_ALLOC: Asio decides between aligned_alloc/free and
+# operator new/delete for its recycled allocations (coroutine frames among
+# them) from a libstdc++ macro that is only visible if a standard header came
+# before Asio's. Translation units that include Asio first would otherwise
+# disagree with the rest about these inline functions, and a frame taken with
+# aligned_alloc could be freed with operator delete (ASan reported it). Fixing
+# the choice for every unit that uses kvscope keeps them consistent.
+target_compile_definitions(kvscope_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED
+  ASIO_HAS_STD_ALIGNED_ALLOC=1)
 find_package(Threads REQUIRED)
 target_link_libraries(kvscope_asio INTERFACE Threads::Threads)
 

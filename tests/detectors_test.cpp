@@ -15,6 +15,7 @@
 #include "kvscope/analytics/cache_analytics.hpp"
 #include "kvscope/analytics/detectors.hpp"
 #include "kvscope/runtime/runtime.hpp"
+#include "prometheus_parser.hpp"
 #include "test_util.hpp"
 
 namespace kvscope {
@@ -337,6 +338,12 @@ TEST(RuntimeAnalytics, SnapshotsCarryTheCurveAdviceAndDiagnosis) {
                           "\"miss_ratio_curve\"", "\"alert_events\""})
     EXPECT_NE(json.find(key), std::string::npos) << key;
   const std::string prometheus = last->to_prometheus();
+  const auto families =
+      testing_util::PromParser::parse(prometheus);  // strict: throws on a bad line
+  EXPECT_DOUBLE_EQ(testing_util::PromParser::value(
+                       families, "kvscope_analytics_mrc_token_hit_ratio",
+                       "kvscope_analytics_mrc_token_hit_ratio", {{"capacity_multiple", "1"}}),
+                   last->analytics.capacity->expected_hit_ratio);
   for (const char* family :
        {"kvscope_analytics_expected_hit_ratio", "kvscope_analytics_mrc_token_hit_ratio",
         "kvscope_analytics_trend_slope", "kvscope_analytics_diagnosis_issues"})

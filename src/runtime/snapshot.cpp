@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include <fmt/core.h>
+
 #include <nlohmann/json.hpp>
 
 #include "kvscope/metrics/prometheus.hpp"
@@ -63,10 +65,13 @@ void write_analytics_prometheus(PrometheusWriter& out, const AnalyticsReport& re
   }
   if (global.miss_ratio) {
     const MissRatioCurve& curve = *global.miss_ratio;
+    // Labelled by the multiple of the capacity: unique per point, where
+    // rounded block counts of a small cache could repeat.
     for (const MrcPoint& p : curve.points)
       out.gauge("kvscope_analytics_mrc_token_hit_ratio",
-                "Predicted token hit ratio at capacity_blocks (exact LRU stack distances).",
-                {{"capacity_blocks", std::to_string(p.capacity_blocks)}}, curve.token_hit_ratio(p));
+                "Predicted token hit ratio at capacity_multiple x the current capacity "
+                "(exact LRU stack distances).",
+                {{"capacity_multiple", fmt::format("{}", p.multiple)}}, curve.token_hit_ratio(p));
   }
   for (const char* severity : {"info", "warning", "critical"}) {
     const auto& issues = report.diagnosis.issues;
