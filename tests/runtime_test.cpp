@@ -687,9 +687,11 @@ TEST(RuntimeDetectors, AlertSubscribersSeeEveryTransitionInOrder) {
     }
   };
   config.detectors = {std::make_shared<Alternating>()};
-  Runtime runtime(config);
+  // Declared before the runtime: its notifier thread may still deliver the
+  // final snapshot's events until the runtime is destroyed.
   std::mutex mutex;
   std::vector<AlertTransition::Kind> seen;
+  Runtime runtime(config);
   runtime.subscribe_alerts([&](const AlertTransition& t) {
     std::lock_guard lock(mutex);
     seen.push_back(t.kind);
