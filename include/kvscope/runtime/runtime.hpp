@@ -262,7 +262,10 @@ class Runtime {
   /// runtime's notifier thread (or on `executor`). A subscriber still busy
   /// with one snapshot gets only the newest when it is done (the rest are
   /// counted as skipped); exceptions are caught and counted. Neither slows
-  /// the aggregator. Returns an id for unsubscribe().
+  /// the aggregator. Returns an id for unsubscribe(). Deliveries are
+  /// asynchronous: the final snapshot can reach a callback after stop()
+  /// returns, until the Runtime is destroyed, so keep whatever a callback
+  /// touches alive at least as long as the Runtime (or unsubscribe first).
   std::uint64_t subscribe(SnapshotCallback callback);
   std::uint64_t subscribe(SnapshotCallback callback, asio::any_io_executor executor);
   /// After it returns no new delivery starts (one in progress may finish).
