@@ -116,7 +116,7 @@ void BM_AggregatorAnalytics(benchmark::State& state) {
     for (const auto& detector : detectors) detector->inspect(out, findings);
     out.alert_events = tracker.update(findings, out.at, out.wall_time);
     out.alerts = tracker.current();
-    out.analytics.diagnosis = kvscope::diagnose(out);
+    out.analytics.diagnosis = kvscope::diagnose(out, config);
     benchmark::DoNotOptimize(out.analytics.diagnosis.issues.size());
   }
 }

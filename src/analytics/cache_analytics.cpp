@@ -6,7 +6,9 @@
 #include <cmath>
 #include <limits>
 
+#include "analytics/median.hpp"
 #include "kvscope/runtime/snapshot.hpp"
+#include "metrics/json_util.hpp"
 
 namespace kvscope {
 
@@ -18,14 +20,12 @@ double per_second(std::uint64_t count, double seconds) {
   return seconds > 0 ? static_cast<double>(count) / seconds : 0.0;
 }
 
-double median_of(const std::deque<double>& values) {
+/// Median magnitude of the finite values; 0 when there are none.
+double median_magnitude(const std::deque<double>& values) {
   std::vector<double> finite;
   for (double v : values)
     if (std::isfinite(v)) finite.push_back(std::abs(v));
-  if (finite.empty()) return 0;
-  const auto mid = finite.begin() + static_cast<std::ptrdiff_t>(finite.size() / 2);
-  std::nth_element(finite.begin(), mid, finite.end());
-  return *mid;
+  return finite.empty() ? 0 : detail::median_in_place(finite);
 }
 
 }  // namespace
@@ -74,17 +74,17 @@ void CacheAnalytics::measure(RuntimeSnapshot& snapshot) {
     f.allocation_failures = delta.allocation_failures;
     f.misses_checked = now.misses_checked - before->misses_checked;
     f.refaults_within_capacity = now.refaults_within_capacity - before->refaults_within_capacity;
-    if (now.latency && before->latency && now.latency->layout() == before->latency->layout() &&
-        now.latency->count() >= before->latency->count()) {
+    // The interval's latencies: now minus before (all of now when no level
+    // existed before; none when the two cannot be differenced).
+    const bool differenced = before->latency && now.latency &&
+                             now.latency->layout() == before->latency->layout() &&
+                             now.latency->count() >= before->latency->count();
+    if (now.latency && (differenced || !before->latency)) {
       Histogram interval = *now.latency;
-      interval.subtract(*before->latency);
+      if (differenced) interval.subtract(*before->latency);
       f.latency_samples = interval.count();
       if (f.latency_samples > 0)
         f.latency_p99_us = static_cast<double>(interval.quantile(0.99)) / 1e3;
-    } else if (now.latency && !before->latency) {
-      f.latency_samples = now.latency->count();
-      if (f.latency_samples > 0)
-        f.latency_p99_us = static_cast<double>(now.latency->quantile(0.99)) / 1e3;
     }
     return f;
   };
@@ -111,7 +111,8 @@ void CacheAnalytics::measure(RuntimeSnapshot& snapshot) {
   report.trends.clear();
   for (const Series& s : series_) {
     const std::vector<double> values(s.values.begin(), s.values.end());
-    const double min_change = std::max(s.min_change_abs, s.min_change_rel * median_of(s.values));
+    const double min_change =
+        std::max(s.min_change_abs, s.min_change_rel * median_magnitude(s.values));
     report.trends.push_back({s.metric, analyze_trend(values, config_.trend, min_change)});
   }
   report.capacity.reset();
@@ -246,12 +247,17 @@ void add_capacity_issues(const RuntimeSnapshot& s, PerformanceDiagnosis& d) {
   }
 }
 
-void add_residency_issues(const ShardSnapshot& g, PerformanceDiagnosis& d) {
+void add_residency_issues(const ShardSnapshot& g, const AnalyticsConfig& config,
+                          PerformanceDiagnosis& d) {
   if (!g.residency) return;
   const ResidencySnapshot& r = *g.residency;
-  if (r.misses_checked * r.sample_rate >= 20 && r.thrash_share() >= 0.25) {
+  // The thrashing detector's bounds, over everything since start.
+  const double sampled_misses = static_cast<double>(r.misses_checked) * r.sample_rate;
+  if (sampled_misses >= config.thrashing_min_sampled_misses &&
+      r.thrash_share() >= config.thrashing_warning) {
     d.issues.push_back(
-        {"thrashing", r.thrash_share() >= 0.5 ? "critical" : "warning", r.thrash_share(),
+        {"thrashing", r.thrash_share() >= config.thrashing_critical ? "critical" : "warning",
+         r.thrash_share(),
          fmt::format("thrashing: {:.0f}% of misses were evicted less than one capacity ago; a "
                      "somewhat larger cache would have hit them",
                      100 * r.thrash_share())});
@@ -307,7 +313,7 @@ void add_traffic_issues(const RuntimeSnapshot& s, PerformanceDiagnosis& d) {
 
 }  // namespace
 
-PerformanceDiagnosis diagnose(const RuntimeSnapshot& s) {
+PerformanceDiagnosis diagnose(const RuntimeSnapshot& s, const AnalyticsConfig& config) {
   PerformanceDiagnosis d;
   const ShardSnapshot& g = s.global;
   d.overall_hit_rate = g.total.hit_rate();
@@ -320,13 +326,11 @@ PerformanceDiagnosis diagnose(const RuntimeSnapshot& s) {
                           level.total.hit_ops + level.total.miss_ops, level.total.hit_rate()});
   d.usage = g.usage();
   d.sharing_factor = g.sharing_factor();
-  d.cached_share = g.num_blocks > 0
-                       ? static_cast<double>(g.cached_blocks) / static_cast<double>(g.num_blocks)
-                       : 0;
+  d.cached_share = detail::ratio(g.cached_blocks, g.num_blocks);
   if (s.analytics.capacity) d.recommended_blocks = s.analytics.capacity->blocks_for_target;
 
   add_traffic_issues(s, d);
-  add_residency_issues(g, d);
+  add_residency_issues(g, config, d);
   add_capacity_issues(s, d);
   for (const CacheAlert& a : s.alerts) {
     if (a.state != AlertState::firing) continue;

@@ -22,11 +22,12 @@ void for_each_scope(const RuntimeSnapshot& snapshot, bool per_shard, Fn&& fn) {
     fn(report.shard_intervals[i], std::optional<std::uint32_t>{i}, snapshot.shards[i]);
 }
 
+/// Index of a scope in per-scope tables: 0 global, i + 1 shard i.
+std::size_t scope_index(std::optional<std::uint32_t> shard) { return shard ? *shard + 1 : 0; }
+
 std::string where(std::optional<std::uint32_t> shard) {
   return shard ? fmt::format("shard {}", *shard) : std::string("global");
 }
-
-std::optional<AlertLevel> level_of(const MonitorVerdict& v) { return v.level; }
 
 Finding finding_from(std::string_view detector, std::string metric, const MonitorVerdict& v,
                      std::optional<std::uint32_t> shard, std::string message) {
@@ -76,7 +77,7 @@ void AnalyticsConfig::validate() const {
 }
 
 SeriesMonitor& detail::ScopeMonitors::at(std::optional<std::uint32_t> shard) {
-  const std::size_t index = shard ? *shard + 1 : 0;
+  const std::size_t index = scope_index(shard);
   if (index >= monitors_.size()) monitors_.resize(index + 1);
   if (!monitors_[index]) monitors_[index] = std::make_unique<SeriesMonitor>(side_, config_);
   return *monitors_[index];
@@ -96,7 +97,7 @@ void HitRateDropDetector::inspect(const RuntimeSnapshot& snapshot, std::vector<F
     const double p = monitor.observations() > 0 ? monitor.baseline() : f.hit_rate_tokens;
     const double floor = std::sqrt(std::max(p * (1 - p), 1e-4) / static_cast<double>(f.requests));
     const MonitorVerdict v = monitor.observe(f.hit_rate_tokens, floor);
-    if (!level_of(v)) return;
+    if (!v.level) return;
     findings.push_back(finding_from(
         name(), "hit_rate_tokens", v, shard,
         fmt::format("{} token hit rate fell to {:.1f}% from its usual {:.1f}% ({} requests in "
@@ -123,7 +124,7 @@ void EvictionStormDetector::inspect(const RuntimeSnapshot& snapshot,
         const double floor = std::sqrt(std::max<double>(static_cast<double>(f.evictions), 1.0)) /
                              f.seconds / static_cast<double>(s.num_blocks);
         const MonitorVerdict v = monitors_.at(shard).observe(f.pool_turnover, floor);
-        if (!level_of(v)) return;
+        if (!v.level) return;
         findings.push_back(finding_from(
             name(), "pool_turnover", v, shard,
             fmt::format("{} is evicting {:.0f} blocks/s ({:.1f}% of the pool per second; usually "
@@ -140,7 +141,7 @@ ThrashingDetector::ThrashingDetector(const AnalyticsConfig& config)
 
 void ThrashingDetector::inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) {
   for_each_scope(snapshot, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
-    const std::size_t index = shard ? *shard + 1 : 0;
+    const std::size_t index = scope_index(shard);
     if (index >= spans_.size()) spans_.resize(index + 1);
     auto& span = spans_[index];
     span.push_back({static_cast<double>(f.misses_checked) * f.sample_rate,
@@ -227,7 +228,7 @@ void LatencyRegressionDetector::inspect(const RuntimeSnapshot& snapshot,
     if (f.latency_samples < config_.latency_min_samples || f.latency_p99_us <= 0) return;
     // A p99 is noisy by a few percent at best: floor the log-scale noise at 5%.
     MonitorVerdict v = monitors_.at(shard).observe(std::log(f.latency_p99_us), 0.05);
-    if (!level_of(v)) return;
+    if (!v.level) return;
     v.value = std::exp(v.value);
     v.baseline = std::exp(v.baseline);
     v.threshold = std::exp(v.threshold);

@@ -298,14 +298,26 @@ void StackDistanceTracker::take_runs() {
   }
 }
 
+/// Drops the index entry of the segment's first live block, if it names
+/// this segment (a malformed chain may have re-pointed it elsewhere).
+void StackDistanceTracker::forget_first_key(const Segment& s, std::uint32_t id) {
+  const std::uint64_t key = s.key_at(s.start);
+  const auto owner = first_key_.find(key);
+  if (owner && *owner == id) first_key_.erase(key);
+}
+
+/// Takes `count` blocks the segment just lost out of the stack's totals.
+void StackDistanceTracker::untrack(const Segment& s, std::uint32_t count) noexcept {
+  fenwick_add(s.slot, -static_cast<std::int64_t>(count));
+  live_ -= count;
+}
+
 /// Removes `count` blocks from the segment's start (its shallowest depths),
 /// keeping the first-key index and the Fenwick tree in step.
 void StackDistanceTracker::shrink_front(Segment& s, std::uint32_t id, std::uint32_t count) {
-  const auto old_first = first_key_.find(s.key_at(s.start));
-  if (old_first && *old_first == id) first_key_.erase(s.key_at(s.start));
+  forget_first_key(s, id);
   s.start += count;
-  fenwick_add(s.slot, -static_cast<std::int64_t>(count));
-  live_ -= count;
+  untrack(s, count);
   if (s.start >= s.end) {
     release(id);
     return;
@@ -393,12 +405,10 @@ void StackDistanceTracker::trim_to_bound() {
       shrink_front(s, id, count);  // the root end was touched first: it is the bottom
       continue;
     }
-    s.end -= count;
-    fenwick_add(s.slot, -static_cast<std::int64_t>(count));
-    live_ -= count;
+    s.end -= count;  // leaf-to-root: the deepest blocks are the chain's end
+    untrack(s, count);
     if (s.start >= s.end) {
-      const auto first = first_key_.find(s.key_at(s.start));
-      if (first && *first == id) first_key_.erase(s.key_at(s.start));
+      forget_first_key(s, id);
       release(id);
     }
   }
@@ -483,11 +493,6 @@ std::vector<double> aet_hit_ratios(const Histogram& reuse_times, std::uint64_t r
   const double n = static_cast<double>(references);
   std::size_t next = 0;
   double area = 0, reused = 0, t = 0;  // reused: references with reuse time <= t
-  auto settle = [&](double hit_share, double limit) {
-    while (next < capacities.size() && static_cast<double>(capacities[next]) <= limit) {
-      out[next++] = hit_share;
-    }
-  };
   for (std::uint32_t b = 0; b < reuse_times.bucket_count() && next < capacities.size(); ++b) {
     const std::uint64_t count = reuse_times.count_in_bucket(b);
     if (count == 0) continue;
@@ -514,7 +519,8 @@ std::vector<double> aet_hit_ratios(const Histogram& reuse_times, std::uint64_t r
     reused += static_cast<double>(count);
     t = hi;
   }
-  settle(reused / n, INFINITY);  // past the last reuse time P is the cold share
+  // Past the last reuse time P is the cold share: larger caches gain nothing.
+  for (; next < capacities.size(); ++next) out[next] = reused / n;
   return out;
 }
 

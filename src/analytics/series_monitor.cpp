@@ -1,5 +1,7 @@
 #include "kvscope/analytics/series_monitor.hpp"
 
+#include "analytics/median.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -34,22 +36,11 @@ SeriesMonitor::SeriesMonitor(ShiftSide side, MonitorConfig config) : side_(side)
   config_.validate();
 }
 
-namespace {
-
-double median_in_place(std::vector<double>& values) {
-  const auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
-  std::nth_element(values.begin(), mid, values.end());
-  if (values.size() % 2 == 1) return *mid;
-  return (*std::max_element(values.begin(), mid) + *mid) / 2;
-}
-
-}  // namespace
-
 double SeriesMonitor::mad_scale() const {
   std::vector<double> values(residuals_.begin(), residuals_.end());
-  const double center = median_in_place(values);
+  const double center = detail::median_in_place(values);
   for (double& v : values) v = std::abs(v - center);
-  return 1.4826 * median_in_place(values);
+  return 1.4826 * detail::median_in_place(values);
 }
 
 void SeriesMonitor::learn(double value) {

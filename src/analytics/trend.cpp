@@ -1,5 +1,7 @@
 #include "kvscope/analytics/trend.hpp"
 
+#include "analytics/median.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -46,15 +48,6 @@ std::vector<Point> finite_points(std::span<const double> series, std::size_t hor
   return points;
 }
 
-double median_of(std::vector<double>& values) {
-  const auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
-  std::nth_element(values.begin(), mid, values.end());
-  if (values.size() % 2 == 1) return *mid;
-  const double upper = *mid;
-  const double lower = *std::max_element(values.begin(), mid);
-  return (lower + upper) / 2;
-}
-
 /// Var(S) under no trend, corrected for groups of tied values.
 double kendall_variance(std::vector<double> values) {
   const double n = static_cast<double>(values.size());
@@ -88,7 +81,7 @@ Trend analyze_trend(std::span<const double> series, const TrendConfig& config, d
       s += static_cast<double>((dy > 0) - (dy < 0));
     }
   }
-  trend.slope = median_of(slopes);
+  trend.slope = detail::median_in_place(slopes);
   trend.change = trend.slope * (points.back().x - points.front().x);
   trend.kendall_s = s;
 

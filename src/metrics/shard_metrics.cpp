@@ -22,6 +22,16 @@ nlohmann::json eviction_json(const EvictionCounts& counts) {
   return out;
 }
 
+/// `a` += `b` for sections only some shards have (a missing side adds
+/// nothing), into a copy: += may throw on mismatched layouts.
+template <class T>
+std::optional<T> merged(const std::optional<T>& a, const std::optional<T>& b) {
+  if (!a || !b) return a ? a : b;
+  T sum = *a;
+  sum += *b;
+  return sum;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- snapshot
@@ -44,22 +54,8 @@ ShardSnapshot& ShardSnapshot::operator+=(const ShardSnapshot& other) {
   // The parts that can throw (layout mismatches) go first, into copies.
   PrefixSnapshot merged_prefixes = prefixes;
   merged_prefixes += other.prefixes;
-  std::optional<ResidencySnapshot> merged_residency = residency;
-  if (other.residency) {
-    if (merged_residency) {
-      *merged_residency += *other.residency;
-    } else {
-      merged_residency = other.residency;
-    }
-  }
-  std::optional<MissRatioCurve> merged_curve = miss_ratio;
-  if (other.miss_ratio) {
-    if (merged_curve) {
-      *merged_curve += *other.miss_ratio;
-    } else {
-      merged_curve = other.miss_ratio;
-    }
-  }
+  std::optional<ResidencySnapshot> merged_residency = merged(residency, other.residency);
+  std::optional<MissRatioCurve> merged_curve = merged(miss_ratio, other.miss_ratio);
   prefixes = std::move(merged_prefixes);
   residency = std::move(merged_residency);
   miss_ratio = std::move(merged_curve);

@@ -355,7 +355,7 @@ RuntimeSnapshot Runtime::merge(std::vector<detail::ShardReport> reports, Timesta
   out.counters.subscriber_skipped = board_->subscriber_skipped();
   out.counters.detector_failures = detector_failures_;
   out.counters.aggregation_failures = aggregation_failures_;
-  out.analytics.diagnosis = diagnose(out);
+  out.analytics.diagnosis = diagnose(out, config_.analytics);
   return out;
 }
 

@@ -68,6 +68,7 @@ CapacityAdvice advise_capacity(const MissRatioCurve& curve, std::optional<double
 
 /// The performance diagnosis of one snapshot (its figures, alerts and
 /// capacity advice): overall vs recent hit rate, breakdowns and issues.
-PerformanceDiagnosis diagnose(const RuntimeSnapshot& snapshot);
+/// The thrashing issue uses `config`'s thrashing bounds.
+PerformanceDiagnosis diagnose(const RuntimeSnapshot& snapshot, const AnalyticsConfig& config = {});
 
 }  // namespace kvscope

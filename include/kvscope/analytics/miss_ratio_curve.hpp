@@ -30,7 +30,7 @@
 // and estimates the any-block hit ratio at each C from that histogram alone.
 //
 // Thread rules: single thread (the shard's). Cost per admission: O(blocks)
-// key folds and compares + O(runs x log segments); ~3% of a 128-block
+// key folds and compares + O(runs x log segments); ~6% of a 128-block
 // request cycle (docs/performance.md). Memory ~8 bytes per tracked block
 // plus 24 bytes per position below the bound.
 #pragma once
@@ -182,6 +182,8 @@ class StackDistanceTracker {
   void push_chain(std::uint32_t id, std::uint32_t chain_len);
   void trim_to_bound();
   void shrink_front(Segment& s, std::uint32_t id, std::uint32_t count);
+  void forget_first_key(const Segment& s, std::uint32_t id);
+  void untrack(const Segment& s, std::uint32_t count) noexcept;
   void release(std::uint32_t id);
   std::uint32_t new_slot(std::uint32_t id);
   void compact_slots();
