@@ -51,6 +51,8 @@ kvscope_find_config(fmt libfmt-dev)
 kvscope_find_config(nlohmann_json nlohmann-json3-dev)
 # simdjson parses trace files (DOM parser with runtime SIMD dispatch, validating).
 kvscope_find_config(simdjson libsimdjson-dev)
+# CLI11 parses the kvscope command line (typed options, checks, help text).
+kvscope_find_config(CLI11 libcli11-dev)
 if(KVSCOPE_BUILD_TESTS)
   kvscope_find_config(GTest "libgtest-dev and libgmock-dev")
 endif()

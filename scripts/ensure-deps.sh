@@ -5,7 +5,7 @@ set -euo pipefail
 
 KVSCOPE_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libasio-dev libxxhash-dev libconcurrentqueue-dev libfmt-dev nlohmann-json3-dev libsimdjson-dev
+  libasio-dev libxxhash-dev libconcurrentqueue-dev libfmt-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

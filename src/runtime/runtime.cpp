@@ -198,6 +198,12 @@ std::uint32_t Runtime::shard_blocks(ShardId shard) const {
   return shard_cache_config(config_, shard).num_blocks;
 }
 
+asio::io_context::executor_type Runtime::shard_executor(ShardId shard) const {
+  if (shard >= shards_.size())
+    throw std::out_of_range("kvscope: Runtime::shard_executor: no such shard");
+  return shards_[shard]->executor();
+}
+
 // ---- routing ----
 
 ShardId Runtime::route(const Request& request) const noexcept {

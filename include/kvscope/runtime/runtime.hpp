@@ -130,6 +130,14 @@ class Runtime {
   std::uint32_t shard_count() const noexcept { return static_cast<std::uint32_t>(shards_.size()); }
   /// Blocks owned by `shard` (its slice of the pool). Precondition: shard < shard_count().
   std::uint32_t shard_blocks(ShardId shard) const;
+  /// The executor of `shard`'s thread, for work that should share its core
+  /// (thread-per-core serving: a request handler runs beside the shard it
+  /// uses most, as `kvscope bench`'s clients do). Work running there delays
+  /// the shard's operations: keep it short and never block. Everything you
+  /// put there must finish before the Runtime is destroyed (the destructor
+  /// joins the thread after its queue runs dry). Throws std::out_of_range
+  /// for an unknown shard.
+  asio::io_context::executor_type shard_executor(ShardId shard) const;
 
   /// The shard for `request`: from its first block hash, or its id when it
   /// has no full block. Pure and cheap (hashes one block); any thread.

@@ -40,6 +40,7 @@ class RuntimeShard {
 
   std::uint32_t index() const noexcept { return index_; }
   ShardInbox& inbox() noexcept { return inbox_; }
+  asio::io_context::executor_type executor() noexcept { return io_.get_executor(); }
   bool runs_in_this_thread() const noexcept {
     return thread_.get_id() == std::this_thread::get_id();
   }

@@ -1,0 +1,151 @@
+// `kvscope bench`: a load run of the Runtime on the embedded chat workload
+// (or a trace), with a live progress line and a final report.
+#include <fmt/core.h>
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+
+#include "bench_report.hpp"
+#include "commands.hpp"
+#include "kvscope/eviction_policy.hpp"
+#include "load_driver.hpp"
+
+namespace kvscope::cli {
+
+namespace {
+
+const std::vector<std::string> kPolicies{"lru", "lfu", "arc", "s3fifo"};
+
+LoadConfig load_config(const BenchOptions& o, const MooncakeTrace* trace) {
+  LoadConfig config;
+  config.runtime.shards = o.shards;
+  config.runtime.cache.num_blocks = o.blocks;
+  config.runtime.cache.block_size = o.block_size;
+  config.runtime.cache.policy = *parse_eviction_policy(o.policy);
+  config.runtime.snapshot_interval = std::chrono::milliseconds(o.snapshot_ms);
+  config.runtime.metrics.miss_ratio.enabled = true;  // the report's curve and advice
+  config.threads = o.threads;
+  config.concurrency = o.concurrency;
+  config.requests = o.requests;
+  config.duration = std::chrono::milliseconds(static_cast<std::int64_t>(o.duration_seconds * 1e3));
+  config.workload.seed = o.seed;
+  config.workload.short_tokens = std::max<std::uint32_t>(2, o.block_size);
+  config.trace = trace;
+  config.speedup = o.speedup;
+  config.prefill_ns_per_token = o.prefill_ns_per_token;
+  config.decode_steps = o.decode_steps;
+  return config;
+}
+
+/// "[  3.2 s] 123,456 / 300,000 requests  38,512 req/s  hit 0.612  usage 0.43  alerts 0"
+std::string progress_line(const LoadProgress& p) {
+  const double rate = p.seconds > 0 ? static_cast<double>(p.done) / p.seconds : 0.0;
+  std::string line = fmt::format("[{:6.1f} s] {:>9} / {} requests  {:>9.0f} req/s", p.seconds,
+                                 p.done, p.target, rate);
+  if (p.snapshot) {
+    const ShardSnapshot& g = p.snapshot->global;
+    line += fmt::format("  hit {:.3f}  usage {:.2f}  alerts {}", g.total.fresh.token_hit_rate(),
+                        g.usage(), p.snapshot->alerts.size());
+  }
+  return line;
+}
+
+ProgressCallback progress_printer(const BenchOptions& o, const CliStreams& streams) {
+  if (o.quiet) return {};
+  if (streams.interactive)
+    return [&streams](const LoadProgress& p) {
+      streams.out << "\r\x1b[K" << progress_line(p) << std::flush;
+    };
+  return [&streams](const LoadProgress& p) { streams.out << progress_line(p) << "\n"; };
+}
+
+std::optional<MooncakeTrace> read_trace(const BenchOptions& o) {
+  if (o.trace.empty()) return std::nullopt;
+  TraceReadOptions read;
+  read.block_tokens = o.block_size;
+  read.skip_bad_lines = o.skip_bad_lines;
+  return read_mooncake_trace(o.trace, read);
+}
+
+}  // namespace
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  if (!file) throw std::runtime_error(fmt::format("cannot open {} for writing", path));
+  file << text;
+  if (!file.flush()) throw std::runtime_error(fmt::format("cannot write {}", path));
+}
+
+CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Load run: client coroutines drive the sharded runtime (the main job)");
+  cmd->add_option("--shards", o.shards, "Shards (threads); 0 = one per hardware thread")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--threads", o.threads,
+                  "Client threads; the first ones are the shards' own threads; 0 = --shards")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--requests", o.requests, "Request cycles to run (with --trace: at most)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--duration", o.duration_seconds,
+                  "Stop issuing after this many seconds (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--concurrency", o.concurrency, "Client coroutines")
+      ->check(CLI::Range(1, 1'000'000));
+  cmd->add_option("--blocks", o.blocks, "Blocks in the whole pool (split across shards)")
+      ->check(CLI::Range(1u, 1u << 31));
+  cmd->add_option("--block-size", o.block_size, "Tokens per block (default 16; 512 with --trace)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--policy", o.policy, "Eviction policy")->check(CLI::IsMember(kPolicies));
+  cmd->add_option("--seed", o.seed, "Workload seed");
+  cmd->add_option("--trace", o.trace, "Replay a Mooncake-format trace instead of the chat workload")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--speedup", o.speedup,
+                  "Trace pacing: arrival = timestamp / speedup (0: as fast as possible)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--skip-bad-lines", o.skip_bad_lines, "Count bad trace lines and go on");
+  cmd->add_option("--prefill-ns-per-token", o.prefill_ns_per_token,
+                  "Simulated prefill time per uncached prompt token")
+      ->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--decode-steps", o.decode_steps, "Appends per request (decode growth)")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--snapshot-ms", o.snapshot_ms, "Aggregator period in milliseconds")
+      ->check(CLI::Range(1, 3'600'000));
+  cmd->add_option("--json", o.json_path, "Write the report as JSON to this file");
+  cmd->add_option("--prometheus", o.prometheus_path,
+                  "Write the final Prometheus exposition text to this file");
+  cmd->add_flag("--quiet", o.quiet, "No progress lines");
+  return cmd;
+}
+
+int run_bench(const BenchOptions& options, const CliStreams& streams) {
+  BenchOptions o = options;
+  if (o.block_size == 0) o.block_size = o.trace.empty() ? 16 : 512;
+  const std::optional<MooncakeTrace> trace = read_trace(o);
+  const LoadConfig config = load_config(o, trace ? &*trace : nullptr);
+  if (!o.quiet) {
+    streams.out << fmt::format(
+        "kvscope bench: {} on {} blocks of {} tokens, {} policy, {} clients\n",
+        trace ? fmt::format("trace {} ({} requests)", o.trace, trace->requests.size())
+              : fmt::format("chat workload (seed {}), {} requests", o.seed, o.requests),
+        o.blocks, o.block_size, o.policy, o.concurrency);
+  }
+  const auto every = std::chrono::milliseconds(streams.interactive ? 250 : 2'000);
+  const LoadResult result = run_load(config, progress_printer(o, streams), every);
+  if (streams.interactive && !o.quiet) streams.out << "\r\x1b[K";
+  streams.out << bench_report_text(result);
+  if (trace && trace->skipped_lines > 0)
+    streams.out << fmt::format("trace lines skipped: {} (first: {})\n", trace->skipped_lines,
+                               trace->first_skipped_error);
+  if (!o.json_path.empty()) {
+    nlohmann::json report = bench_report_json(result);
+    report["trace_skipped_lines"] = trace ? trace->skipped_lines : 0;
+    write_file(o.json_path, report.dump(2) + "\n");
+  }
+  if (!o.prometheus_path.empty())
+    write_file(o.prometheus_path, result.final_snapshot->to_prometheus(result.metrics));
+  return result.clients.errors == 0 ? kExitOk : kExitFailure;
+}
+
+}  // namespace kvscope::cli

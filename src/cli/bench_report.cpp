@@ -1,0 +1,316 @@
+#include "bench_report.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+
+namespace kvscope::cli {
+
+namespace {
+
+double us(std::uint64_t ns) { return static_cast<double>(ns) / 1e3; }
+
+struct Percentiles {
+  double p50, p90, p99, p999, max;
+};
+
+Percentiles percentiles_us(const Histogram& h) {
+  return {us(h.quantile(0.5)), us(h.quantile(0.9)), us(h.quantile(0.99)), us(h.quantile(0.999)),
+          us(h.max())};
+}
+
+nlohmann::json percentiles_json(const Histogram& h) {
+  const Percentiles p = percentiles_us(h);
+  return {{"count", h.count()}, {"p50", p.p50},   {"p90", p.p90},
+          {"p99", p.p99},       {"p999", p.p999}, {"max", p.max}};
+}
+
+/// The clients' own counts of admissions and tokens equal the final
+/// snapshot's: no operation was lost or counted twice.
+bool clients_agree_with_snapshot(const LoadResult& r) {
+  const QueryCounts& f = r.final_snapshot->global.total.fresh;
+  return f.requests == r.clients.admitted && f.hit_tokens == r.clients.hit_tokens &&
+         f.query_tokens == r.clients.prompt_tokens;
+}
+
+std::uint64_t alerts_of_kind(const LoadResult& r, AlertTransition::Kind kind) {
+  std::uint64_t n = 0;
+  for (const auto& e : r.alert_events) n += e.kind == kind;
+  return n;
+}
+
+// ---- text sections ----
+
+void headline(fmt::memory_buffer& out, const LoadResult& r) {
+  const auto& c = r.clients;
+  fmt::format_to(std::back_inserter(out),
+                 "kvscope bench: {} requests in {:.2f} s = {:.0f} requests/s\n"
+                 "  {} shards, {} client threads, {} client coroutines\n"
+                 "  errors {}, allocation retries {}, decodes cut short (pool full) {}\n",
+                 c.requests, r.seconds, r.requests_per_second(), r.shards, r.threads, r.concurrency,
+                 c.errors, c.retries, c.decode_cut_short);
+  for (const auto& [status, n] : c.errors_by_status)
+    fmt::format_to(std::back_inserter(out), "    {}: {}\n", status, n);
+}
+
+void latency_section(fmt::memory_buffer& out, const LoadResult& r) {
+  fmt::format_to(std::back_inserter(out),
+                 "\nop latency, await to resume (us)   count      p50      p90      p99    "
+                 "p99.9      max\n");
+  auto row = [&out](std::string_view name, const Histogram& h) {
+    const Percentiles p = percentiles_us(h);
+    fmt::format_to(std::back_inserter(out),
+                   "  {:<30} {:>8} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f}\n", name, h.count(),
+                   p.p50, p.p90, p.p99, p.p999, p.max);
+  };
+  row("allocate (lookup + allocate)", r.clients.allocate_ns);
+  row("append (decode growth)", r.clients.append_ns);
+  row("free", r.clients.free_ns);
+  row("all operations", r.clients.all_ops_ns());
+}
+
+void hit_ratio_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
+  const ShardSnapshot& g = s.global;
+  fmt::format_to(std::back_inserter(out),
+                 "\nhit ratio                           tokens   blocks\n"
+                 "  since start                       {:>7.4f}  {:>7.4f}\n"
+                 "  last {:>4.0f} s (time window)        {:>7.4f}  {:>7.4f}\n"
+                 "  last {:>5} requests              {:>7.4f}  {:>7.4f}\n",
+                 g.total.fresh.token_hit_rate(), g.total.fresh.block_hit_rate(),
+                 std::chrono::duration<double>(g.window_span).count(),
+                 g.window.fresh.token_hit_rate(), g.window.fresh.block_hit_rate(),
+                 g.request_window.requests, g.request_window.token_hit_rate(),
+                 g.request_window.block_hit_rate());
+}
+
+void shard_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
+  fmt::format_to(std::back_inserter(out),
+                 "\nshards (load imbalance {:.2f}; 1 = even)\n"
+                 "  shard   requests  share   usage  hit(tokens)  evictions  operations\n",
+                 s.load_imbalance());
+  std::uint64_t all = s.global.total.fresh.requests;
+  for (std::size_t i = 0; i < s.shards.size(); ++i) {
+    const ShardSnapshot& sh = s.shards[i];
+    const double share =
+        all == 0 ? 0.0 : static_cast<double>(sh.total.fresh.requests) / static_cast<double>(all);
+    fmt::format_to(std::back_inserter(out),
+                   "  {:>5} {:>10} {:>6.3f} {:>7.3f} {:>12.4f} {:>10} {:>11}\n", i,
+                   sh.total.fresh.requests, share, sh.usage(), sh.total.fresh.token_hit_rate(),
+                   sh.total.evictions, i < s.load.size() ? s.load[i].operations : 0);
+  }
+}
+
+void eviction_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
+  const EvictionCounts total = s.global.evictions();
+  fmt::format_to(std::back_inserter(out), "\nevictions by reason:");
+  for (std::size_t i = 0; i < kEvictionReasonCount; ++i)
+    if (total.blocks[i] > 0)
+      fmt::format_to(std::back_inserter(out), " {} {}", to_string(static_cast<EvictionReason>(i)),
+                     total.blocks[i]);
+  if (total.total_blocks() == 0) fmt::format_to(std::back_inserter(out), " none");
+  fmt::format_to(std::back_inserter(out), "; window rate {:.0f} blocks/s; allocation failures {}\n",
+                 s.global.window_eviction_rate(), s.global.total.allocation_failures);
+}
+
+void residency_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
+  if (!s.global.residency) return;
+  const ResidencySnapshot& r = *s.global.residency;
+  fmt::format_to(
+      std::back_inserter(out),
+      "\nblock residency (sampled at {:g}; {} blocks watched)      p50        p90        "
+      "p99   (ms)\n",
+      r.sample_rate, r.sampled_blocks);
+  auto row = [&out](std::string_view name, const Histogram& h) {
+    fmt::format_to(std::back_inserter(out), "  {:<44} {:>10.3f} {:>10.3f} {:>10.3f}   n={}\n", name,
+                   static_cast<double>(h.quantile(0.5)) / 1e6,
+                   static_cast<double>(h.quantile(0.9)) / 1e6,
+                   static_cast<double>(h.quantile(0.99)) / 1e6, h.count());
+  };
+  row("lifetime (allocated to evicted)", r.lifetime);
+  row("idle at eviction (since last access)", r.idle);
+  row("reuse gap (between accesses)", r.reuse_gap);
+  fmt::format_to(std::back_inserter(out),
+                 "  evicted never reused {:.3f}, hot (>= {} hits) {:.3f}, thrash share {:.3f}\n",
+                 r.never_reused_share(), r.hot_reuse_threshold, r.hot_share(), r.thrash_share());
+}
+
+void alert_section(fmt::memory_buffer& out, const LoadResult& r) {
+  fmt::format_to(std::back_inserter(out),
+                 "\nalerts: {} raised, {} resolved, {} firing at the end\n",
+                 alerts_of_kind(r, AlertTransition::Kind::fired),
+                 alerts_of_kind(r, AlertTransition::Kind::resolved),
+                 std::count_if(r.final_snapshot->alerts.begin(), r.final_snapshot->alerts.end(),
+                               [](const CacheAlert& a) { return a.state == AlertState::firing; }));
+  constexpr std::size_t kShown = 12;
+  for (std::size_t i = 0; i < r.alert_events.size() && i < kShown; ++i) {
+    const AlertTransition& e = r.alert_events[i];
+    fmt::format_to(std::back_inserter(out), "  {:<13} {:<8} {}\n", to_string(e.kind),
+                   to_string(e.alert.level), e.alert.message);
+  }
+  if (r.alert_events.size() > kShown)
+    fmt::format_to(std::back_inserter(out), "  ... {} more in --json\n",
+                   r.alert_events.size() - kShown);
+}
+
+void miss_ratio_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
+  if (!s.global.miss_ratio) return;
+  const MissRatioCurve& c = *s.global.miss_ratio;
+  fmt::format_to(std::back_inserter(out),
+                 "\nmiss-ratio curve (exact LRU model, {} admissions): predicted token hit ratio\n",
+                 c.requests);
+  for (const double want : {0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0}) {
+    for (const MrcPoint& p : c.points) {
+      if (std::abs(p.multiple - want) > 1e-9) continue;
+      fmt::format_to(std::back_inserter(out), "  {:>5.2f}x = {:>9} blocks  {:.4f}\n", p.multiple,
+                     p.capacity_blocks, c.token_hit_ratio(p));
+    }
+  }
+  if (!s.analytics.capacity) return;
+  const CapacityAdvice& a = *s.analytics.capacity;
+  fmt::format_to(std::back_inserter(out),
+                 "capacity advice: {} blocks now: measured {:.4f}, model {:.4f}; best {:.4f} at "
+                 "{} blocks; knee at {} blocks ({:.4f})",
+                 a.current_blocks, a.measured_hit_ratio, a.expected_hit_ratio, a.best_hit_ratio,
+                 a.best_blocks, a.knee_blocks, a.knee_hit_ratio);
+  if (a.blocks_for_target)
+    fmt::format_to(std::back_inserter(out), "; {:.4f} needs {} blocks", a.target_hit_ratio,
+                   *a.blocks_for_target);
+  fmt::format_to(std::back_inserter(out), "\n");
+}
+
+void client_check_section(fmt::memory_buffer& out, const LoadResult& r) {
+  const QueryCounts& f = r.final_snapshot->global.total.fresh;
+  const bool agree = clients_agree_with_snapshot(r);
+  fmt::format_to(std::back_inserter(out),
+                 "\nclient check: clients saw {} admissions / {} hit tokens, the final snapshot "
+                 "{} / {}: {}\n",
+                 r.clients.admitted, r.clients.hit_tokens, f.requests, f.hit_tokens,
+                 agree ? "equal" : "DIFFERENT");
+}
+
+}  // namespace
+
+std::string bench_report_text(const LoadResult& r) {
+  const RuntimeSnapshot& s = *r.final_snapshot;
+  fmt::memory_buffer out;
+  headline(out, r);
+  latency_section(out, r);
+  hit_ratio_section(out, s);
+  shard_section(out, s);
+  eviction_section(out, s);
+  residency_section(out, s);
+  alert_section(out, r);
+  miss_ratio_section(out, s);
+  client_check_section(out, r);
+  fmt::format_to(std::back_inserter(out), "\n{}", s.analytics.diagnosis.to_text());
+  return fmt::to_string(out);
+}
+
+}  // namespace kvscope::cli
+
+namespace kvscope::cli {
+
+namespace {
+
+nlohmann::json per_shard_json(const RuntimeSnapshot& s) {
+  nlohmann::json shards = nlohmann::json::array();
+  for (std::size_t i = 0; i < s.shards.size(); ++i) {
+    const ShardSnapshot& sh = s.shards[i];
+    shards.push_back({{"shard", i},
+                      {"requests", sh.total.fresh.requests},
+                      {"operations", i < s.load.size() ? s.load[i].operations : 0},
+                      {"num_blocks", sh.num_blocks},
+                      {"usage", sh.usage()},
+                      {"hit_ratio_tokens", sh.total.fresh.token_hit_rate()},
+                      {"hit_ratio_blocks", sh.total.fresh.block_hit_rate()},
+                      {"evictions", sh.total.evictions}});
+  }
+  return shards;
+}
+
+nlohmann::json alerts_json(const LoadResult& r) {
+  nlohmann::json events = nlohmann::json::array();
+  for (const AlertTransition& e : r.alert_events)
+    events.push_back(
+        {{"kind", to_string(e.kind)}, {"alert", nlohmann::json::parse(e.alert.to_json())}});
+  return {{"raised", alerts_of_kind(r, AlertTransition::Kind::fired)},
+          {"resolved", alerts_of_kind(r, AlertTransition::Kind::resolved)},
+          {"events", std::move(events)}};
+}
+
+nlohmann::json mrc_json(const RuntimeSnapshot& s) {
+  if (!s.global.miss_ratio) return nullptr;
+  const MissRatioCurve& c = *s.global.miss_ratio;
+  nlohmann::json points = nlohmann::json::array();
+  for (const MrcPoint& p : c.points)
+    points.push_back({{"multiple", p.multiple},
+                      {"capacity_blocks", p.capacity_blocks},
+                      {"token_hit_ratio", c.token_hit_ratio(p)},
+                      {"block_hit_ratio", c.block_hit_ratio(p)}});
+  nlohmann::json out = {{"capacity_blocks", c.capacity_blocks},
+                        {"requests", c.requests},
+                        {"points", std::move(points)}};
+  if (s.analytics.capacity) {
+    const CapacityAdvice& a = *s.analytics.capacity;
+    out["advice"] = {
+        {"current_blocks", a.current_blocks},
+        {"measured_hit_ratio", a.measured_hit_ratio},
+        {"expected_hit_ratio", a.expected_hit_ratio},
+        {"target_hit_ratio", a.target_hit_ratio},
+        {"blocks_for_target",
+         a.blocks_for_target ? nlohmann::json(*a.blocks_for_target) : nlohmann::json(nullptr)},
+        {"knee_blocks", a.knee_blocks},
+        {"best_blocks", a.best_blocks},
+        {"best_hit_ratio", a.best_hit_ratio}};
+  }
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json bench_report_json(const LoadResult& r) {
+  const RuntimeSnapshot& s = *r.final_snapshot;
+  const ShardSnapshot& g = s.global;
+  nlohmann::json latency = percentiles_json(r.clients.all_ops_ns());
+  latency["by_op"] = {{"allocate", percentiles_json(r.clients.allocate_ns)},
+                      {"append", percentiles_json(r.clients.append_ns)},
+                      {"free", percentiles_json(r.clients.free_ns)}};
+  nlohmann::json evictions;
+  const EvictionCounts counts = g.evictions();
+  for (std::size_t i = 0; i < kEvictionReasonCount; ++i)
+    evictions[std::string(to_string(static_cast<EvictionReason>(i)))] = counts.blocks[i];
+  return {{"requests", r.clients.requests},
+          {"errors", r.clients.errors},
+          {"errors_by_status", r.clients.errors_by_status},
+          {"allocation_retries", r.clients.retries},
+          {"decodes_cut_short", r.clients.decode_cut_short},
+          {"seconds", r.seconds},
+          {"requests_per_second", r.requests_per_second()},
+          {"hit_ratio_tokens", g.total.fresh.token_hit_rate()},
+          {"hit_ratio_blocks", g.total.fresh.block_hit_rate()},
+          {"window_hit_ratio_tokens", g.window.fresh.token_hit_rate()},
+          {"window_hit_ratio_blocks", g.window.fresh.block_hit_rate()},
+          {"request_window_hit_ratio_tokens", g.request_window.token_hit_rate()},
+          {"shards", r.shards},
+          {"threads", r.threads},
+          {"concurrency", r.concurrency},
+          {"latency_us", std::move(latency)},
+          {"per_shard", per_shard_json(s)},
+          {"load_imbalance", s.load_imbalance()},
+          {"evictions", std::move(evictions)},
+          {"alerts", alerts_json(r)},
+          {"mrc", mrc_json(s)},
+          {"client_check",
+           {{"admitted", r.clients.admitted},
+            {"hit_tokens", r.clients.hit_tokens},
+            {"prompt_tokens", r.clients.prompt_tokens},
+            {"snapshot_admitted", g.total.fresh.requests},
+            {"snapshot_hit_tokens", g.total.fresh.hit_tokens},
+            {"snapshot_prompt_tokens", g.total.fresh.query_tokens},
+            {"equal", clients_agree_with_snapshot(r)}}},
+          {"snapshot", nlohmann::json::parse(s.to_json())}};
+}
+
+}  // namespace kvscope::cli

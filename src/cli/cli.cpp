@@ -1,0 +1,35 @@
+#include "cli.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <exception>
+
+#include "commands.hpp"
+
+namespace kvscope::cli {
+
+int run_cli(int argc, const char* const* argv, const CliStreams& streams) {
+  CLI::App app{"kvscope: a prefix-cache runtime for C++ LLM serving stacks", "kvscope"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "kvscope 0.1.0");
+  BenchOptions bench;
+  ReplayOptions replay;
+  CLI::App* bench_command = add_bench_command(app, bench);
+  CLI::App* replay_command = add_replay_command(app, replay);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e, streams.out, streams.err);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  try {
+    if (bench_command->parsed()) return run_bench(bench, streams);
+    if (replay_command->parsed()) return run_replay(replay, streams);
+  } catch (const std::exception& e) {
+    streams.err << "kvscope: " << e.what() << "\n";
+    return kExitFailure;
+  }
+  return kExitUsage;  // unreachable: a subcommand is required
+}
+
+}  // namespace kvscope::cli

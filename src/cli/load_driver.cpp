@@ -1,0 +1,442 @@
+#include "load_driver.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_future.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include <fmt/core.h>
+
+namespace kvscope::cli {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+std::uint64_t nanoseconds_since(SteadyClock::time_point start) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - start).count());
+}
+
+/// One client thread's state. Only that thread's coroutines touch it, so
+/// nothing is locked; `done` is also read by the progress loop.
+struct alignas(64) ClientThread {
+  ClientTotals totals;
+  std::atomic<std::uint64_t> done{0};
+  std::vector<ChatPrompt> feed;  // prompts taken from the shared workload, in order
+  std::size_t feed_next = 0;
+};
+
+/// What every client shares: the runtime, the request source, the stop flag.
+class Shared {
+ public:
+  Shared(const LoadConfig& config, Runtime& runtime)
+      : config(config), runtime(runtime), workload_(config.workload) {}
+
+  /// The next chat prompt for a client on `thread`, or nullopt when the run
+  /// is over. Takes prompts from the shared generator in batches, so the
+  /// lock is taken once per kFeedBatch requests.
+  std::optional<ChatPrompt> next_prompt(ClientThread& thread) {
+    if (stop_issuing.load(std::memory_order_relaxed)) return std::nullopt;
+    if (thread.feed_next == thread.feed.size()) refill(thread);
+    if (thread.feed_next == thread.feed.size()) return std::nullopt;
+    return thread.feed[thread.feed_next++];
+  }
+
+  /// The next trace request's index, or nullopt when the run is over.
+  std::optional<std::size_t> next_trace_request() {
+    if (stop_issuing.load(std::memory_order_relaxed)) return std::nullopt;
+    const std::uint64_t i = trace_next_.fetch_add(1, std::memory_order_relaxed);
+    if (i >= target()) return std::nullopt;
+    return static_cast<std::size_t>(i);
+  }
+
+  std::uint64_t target() const noexcept {
+    return config.trace == nullptr
+               ? config.requests
+               : std::min<std::uint64_t>(config.requests, config.trace->requests.size());
+  }
+  const ChatWorkload& workload() const noexcept { return workload_; }
+
+  const LoadConfig& config;
+  Runtime& runtime;
+  std::atomic<bool> stop_issuing{false};
+  SteadyClock::time_point start{};
+
+ private:
+  static constexpr std::size_t kFeedBatch = 32;
+
+  void refill(ClientThread& thread) {
+    thread.feed.clear();
+    thread.feed_next = 0;
+    std::lock_guard lock(mutex_);
+    while (thread.feed.size() < kFeedBatch && issued_ < config.requests) {
+      thread.feed.push_back(workload_.next());
+      ++issued_;
+    }
+  }
+
+  std::mutex mutex_;
+  ChatWorkload workload_;     // guarded by mutex_ (next()); tokens() is const
+  std::uint64_t issued_ = 0;  // guarded by mutex_
+  std::atomic<std::uint64_t> trace_next_{0};
+};
+
+/// How a request decodes: its answer tokens (token mode), or a count of
+/// tokens whose completed blocks get request-private hashes (hash mode).
+struct DecodePlan {
+  std::span<const TokenId> answer;  // token mode
+  std::uint32_t answer_tokens = 0;
+  bool hash_mode = false;
+  std::uint32_t prompt_tokens = 0;  // hash mode: where the answer starts
+  std::uint32_t block_size = 0;
+};
+
+asio::awaitable<void> wait_for(asio::steady_timer& timer, std::chrono::nanoseconds how_long) {
+  if (how_long < std::chrono::microseconds(1)) co_return;  // below timer resolution
+  timer.expires_after(how_long);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+/// Allocates, retrying while the pool is full (other requests will free).
+asio::awaitable<Result<AllocateResult>> admit(Shared& shared, ClientThread& thread,
+                                              asio::steady_timer& timer, ShardId shard,
+                                              const Request& request) {
+  for (std::uint32_t attempt = 0;; ++attempt) {
+    const auto start = SteadyClock::now();
+    Result<AllocateResult> admitted = co_await shared.runtime.allocate(shard, request);
+    thread.totals.allocate_ns.record(nanoseconds_since(start));
+    if (admitted || admitted.status() != Status::not_enough_blocks ||
+        attempt == shared.config.max_retries)
+      co_return admitted;
+    ++thread.totals.retries;
+    co_await wait_for(timer, shared.config.retry_backoff);
+  }
+}
+
+/// Hashes for the blocks that tokens [from, to) of a hash-mode request
+/// complete: private to the request (high word = request id + 1, never a
+/// trace id).
+std::vector<BlockHash> completed_block_hashes(RequestId id, std::uint32_t from, std::uint32_t to,
+                                              std::uint32_t block_size) {
+  std::vector<BlockHash> hashes;
+  for (std::uint32_t block = from / block_size; block < to / block_size; ++block)
+    hashes.push_back(BlockHash{id.value + 1, block});
+  return hashes;
+}
+
+/// Decode growth: the answer in decode_steps appends. Stops early when the
+/// pool is full (the request keeps what it has, like a preempted decode).
+asio::awaitable<void> decode(Shared& shared, ClientThread& thread, ShardId shard, RequestId id,
+                             DecodePlan plan) {
+  const std::uint32_t steps = std::max<std::uint32_t>(1, shared.config.decode_steps);
+  std::uint32_t done = 0;
+  for (std::uint32_t step = 0; step < steps && done < plan.answer_tokens; ++step) {
+    const std::uint32_t n = (plan.answer_tokens - done + (steps - step) - 1) / (steps - step);
+    const auto start = SteadyClock::now();
+    Status status = Status::ok;
+    if (plan.hash_mode) {
+      const std::uint32_t from = plan.prompt_tokens + done;
+      const std::vector<BlockHash> hashes =
+          completed_block_hashes(id, from, from + n, plan.block_size);
+      status = (co_await shared.runtime.append_hashes(shard, id, n, hashes)).status();
+    } else {
+      status = (co_await shared.runtime.append(shard, id, plan.answer.subspan(done, n))).status();
+    }
+    thread.totals.append_ns.record(nanoseconds_since(start));
+    if (status != Status::ok) {
+      ++thread.totals.decode_cut_short;
+      co_return;
+    }
+    done += n;
+  }
+}
+
+void count_error(ClientThread& thread, Status status) {
+  ++thread.totals.errors;
+  ++thread.totals.errors_by_status[std::string(to_string(status))];
+}
+
+/// One request cycle: allocate, prefill, decode, free.
+asio::awaitable<void> run_cycle(Shared& shared, ClientThread& thread, asio::steady_timer& timer,
+                                const Request& request, DecodePlan plan) {
+  const ShardId shard = shared.runtime.route(request);
+  const Result<AllocateResult> admitted = co_await admit(shared, thread, timer, shard, request);
+  if (!admitted) {
+    count_error(thread, admitted.status());
+    co_return;
+  }
+  const std::uint32_t uncached = request.token_count() - admitted->lookup.hit_tokens;
+  ++thread.totals.admitted;
+  thread.totals.prompt_tokens += request.token_count();
+  thread.totals.hit_tokens += admitted->lookup.hit_tokens;
+  const double prefill_ns = shared.config.prefill_ns_per_token * uncached;
+  co_await wait_for(timer, std::chrono::nanoseconds(static_cast<std::int64_t>(prefill_ns)));
+  co_await decode(shared, thread, shard, request.id, plan);
+  const auto start = SteadyClock::now();
+  const Result<FreeResult> freed = co_await shared.runtime.free(shard, request.id);
+  thread.totals.free_ns.record(nanoseconds_since(start));
+  if (!freed) {
+    count_error(thread, freed.status());
+    co_return;
+  }
+  ++thread.totals.requests;
+}
+
+asio::awaitable<void> chat_client(Shared& shared, ClientThread& thread) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  std::vector<TokenId> tokens;
+  ExtraKeys extras;
+  while (const auto prompt = shared.next_prompt(thread)) {
+    shared.workload().tokens(*prompt, tokens);
+    extras.salt = shared.workload().salt(prompt->tenant);
+    const std::span<const TokenId> all(tokens);
+    const Request request =
+        Request::with_tokens(RequestId{prompt->index}, all.first(prompt->prompt_tokens), extras);
+    DecodePlan plan;
+    plan.answer = all.subspan(prompt->prompt_tokens);
+    plan.answer_tokens = prompt->answer_tokens;
+    co_await run_cycle(shared, thread, timer, request, plan);
+    thread.done.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+asio::awaitable<void> trace_client(Shared& shared, ClientThread& thread) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const MooncakeTrace& trace = *shared.config.trace;
+  const std::uint32_t block_size = shared.config.runtime.cache.block_size;
+  while (const auto index = shared.next_trace_request()) {
+    const TraceRequest& r = trace.requests[*index];
+    if (shared.config.speedup > 0) {
+      const auto arrival = std::chrono::duration<double, std::milli>(
+          static_cast<double>(r.timestamp_ms) / shared.config.speedup);
+      timer.expires_at(shared.start + std::chrono::duration_cast<SteadyClock::duration>(arrival));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    // vLLM's rule: only blocks fully covered by the prompt carry a hash.
+    const auto ids =
+        trace.blocks_of(r).first(std::min<std::size_t>(r.block_count, r.input_length / block_size));
+    const Request request = Request::with_hashes(RequestId{*index}, r.input_length, ids);
+    DecodePlan plan;
+    plan.answer_tokens = r.output_length;
+    plan.hash_mode = true;
+    plan.prompt_tokens = r.input_length;
+    plan.block_size = block_size;
+    co_await run_cycle(shared, thread, timer, request, plan);
+    thread.done.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+/// Client threads beyond the shard count: an io_context and a thread each.
+class ExtraThreads {
+ public:
+  explicit ExtraThreads(std::uint32_t count) {
+    for (std::uint32_t i = 0; i < count; ++i) {
+      contexts_.push_back(std::make_unique<asio::io_context>(1));
+      guards_.emplace_back(contexts_.back()->get_executor());
+    }
+    for (auto& io : contexts_) threads_.emplace_back([&io] { io->run(); });
+  }
+  ~ExtraThreads() {
+    guards_.clear();  // run() returns once the clients are gone
+    for (auto& t : threads_) t.join();
+  }
+  ExtraThreads(const ExtraThreads&) = delete;
+  ExtraThreads& operator=(const ExtraThreads&) = delete;
+
+  asio::any_io_executor executor(std::size_t i) const { return contexts_[i]->get_executor(); }
+
+ private:
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+};
+
+/// Counts finished clients; keeps the first exception one died of.
+class ClientLatch {
+ public:
+  explicit ClientLatch(std::uint32_t clients) : remaining_(clients) {}
+  void finished(std::exception_ptr error) {
+    if (error) {
+      std::lock_guard lock(mutex_);
+      if (!first_error_) first_error_ = error;
+    }
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) all_done_.set_value();
+  }
+  bool wait_for(std::chrono::milliseconds timeout) {
+    return future_.wait_for(timeout) == std::future_status::ready;
+  }
+  std::exception_ptr first_error() {
+    std::lock_guard lock(mutex_);
+    return first_error_;
+  }
+
+ private:
+  std::atomic<std::uint32_t> remaining_;
+  std::promise<void> all_done_;
+  std::future<void> future_ = all_done_.get_future();
+  std::mutex mutex_;
+  std::exception_ptr first_error_;
+};
+
+/// Names the chat workload's tenants in every shard's exports ("tenant-3"
+/// rather than the salt's digest). Blocks until each shard has run it.
+void name_tenants(Runtime& runtime, const ChatWorkload& workload) {
+  for (ShardId shard = 0; shard < runtime.shard_count(); ++shard) {
+    auto name_all = [&workload](MeteredPrefixCache& cache, MultiLevelCacheMetrics&) {
+      for (std::uint32_t t = 0; t < workload.config().tenants; ++t)
+        cache.metrics().set_tenant_name(workload.salt(t), ChatWorkload::tenant_name(t));
+      return Result<void>{};
+    };
+    const Result<void> named =
+        runtime.with_shard(shard, std::move(name_all), asio::use_future).get();
+    if (!named)
+      throw std::runtime_error(fmt::format("naming tenants: {}", to_string(named.status())));
+  }
+}
+
+/// Collects alert transitions from the runtime's notifier thread.
+struct AlertLog {
+  std::mutex mutex;
+  std::vector<AlertTransition> events;
+};
+
+}  // namespace
+
+void LoadConfig::validate() const {
+  runtime.validate();
+  auto fail = [](std::string_view what) {
+    throw std::invalid_argument(fmt::format("bench: {}", what));
+  };
+  if (threads > 1024) fail("threads must be 0 .. 1024");
+  if (concurrency < 1 || concurrency > 1'000'000) fail("concurrency must be 1 .. 1,000,000");
+  if (requests < 1) fail("requests must be >= 1");
+  if (duration.count() < 0) fail("duration must be >= 0");
+  if (!(speedup >= 0)) fail("speedup must be >= 0");
+  if (!(prefill_ns_per_token >= 0) || prefill_ns_per_token > 1e9)
+    fail("prefill_ns_per_token must be in [0, 1e9]");
+  if (decode_steps > 1024) fail("decode_steps must be 0 .. 1024");
+  if (retry_backoff.count() < 0) fail("retry_backoff must be >= 0");
+  if (trace == nullptr) workload.validate();
+}
+
+std::uint32_t LoadConfig::client_threads() const noexcept {
+  return threads == 0 ? runtime.shard_count() : threads;
+}
+
+Histogram ClientTotals::all_ops_ns() const {
+  Histogram all = allocate_ns;
+  all.merge(append_ns);
+  all.merge(free_ns);
+  return all;
+}
+
+void ClientTotals::merge(const ClientTotals& other) {
+  requests += other.requests;
+  admitted += other.admitted;
+  errors += other.errors;
+  for (const auto& [status, n] : other.errors_by_status) errors_by_status[status] += n;
+  retries += other.retries;
+  decode_cut_short += other.decode_cut_short;
+  prompt_tokens += other.prompt_tokens;
+  hit_tokens += other.hit_tokens;
+  allocate_ns.merge(other.allocate_ns);
+  append_ns.merge(other.append_ns);
+  free_ns.merge(other.free_ns);
+}
+
+double LoadResult::requests_per_second() const noexcept {
+  return seconds > 0 ? static_cast<double>(clients.requests) / seconds : 0.0;
+}
+
+namespace {
+
+/// Spawns the clients, reports progress until they finish, enforces the deadline.
+double drive(const LoadConfig& config, Shared& shared,
+             std::vector<std::unique_ptr<ClientThread>>& threads,
+             const std::vector<asio::any_io_executor>& executors, const ProgressCallback& progress,
+             std::chrono::milliseconds progress_every) {
+  ClientLatch latch(config.concurrency);
+  shared.start = SteadyClock::now();
+  for (std::uint32_t c = 0; c < config.concurrency; ++c) {
+    const std::size_t t = c % executors.size();
+    auto client = config.trace != nullptr ? trace_client(shared, *threads[t])
+                                          : chat_client(shared, *threads[t]);
+    auto on_exit = [&latch, &shared](std::exception_ptr error) {
+      if (error) shared.stop_issuing.store(true, std::memory_order_relaxed);
+      latch.finished(error);
+    };
+    asio::co_spawn(executors[t], std::move(client), std::move(on_exit));
+  }
+  const auto deadline = shared.start + config.duration;
+  for (;;) {
+    auto wait = progress_every;
+    if (config.duration.count() > 0 && !shared.stop_issuing.load(std::memory_order_relaxed))
+      wait = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now()),
+                        std::chrono::milliseconds(1), progress_every);
+    const bool finished = latch.wait_for(wait);
+    if (config.duration.count() > 0 && SteadyClock::now() >= deadline)
+      shared.stop_issuing.store(true, std::memory_order_relaxed);
+    if (finished) break;
+    if (progress) {
+      LoadProgress p;
+      p.seconds = std::chrono::duration<double>(SteadyClock::now() - shared.start).count();
+      for (const auto& t : threads) p.done += t->done.load(std::memory_order_relaxed);
+      p.target = shared.target();
+      p.snapshot = shared.runtime.snapshot();
+      progress(p);
+    }
+  }
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - shared.start).count();
+  if (auto error = latch.first_error()) std::rethrow_exception(error);
+  return seconds;
+}
+
+}  // namespace
+
+LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
+                    std::chrono::milliseconds progress_every) {
+  config.validate();
+  LoadResult result;
+  result.metrics = config.runtime.metrics;
+  result.concurrency = config.concurrency;
+  AlertLog alerts;  // outlives the runtime: deliveries may come until it is destroyed
+  {
+    Runtime runtime(config.runtime);
+    runtime.subscribe_alerts([&alerts](const AlertTransition& t) {
+      std::lock_guard lock(alerts.mutex);
+      alerts.events.push_back(t);
+    });
+    result.shards = runtime.shard_count();
+    result.threads = config.client_threads();
+    std::vector<std::unique_ptr<ClientThread>> threads;
+    std::vector<asio::any_io_executor> executors;
+    const std::uint32_t colocated = std::min(result.threads, result.shards);
+    ExtraThreads extra(result.threads - colocated);
+    for (std::uint32_t t = 0; t < result.threads; ++t) {
+      threads.push_back(std::make_unique<ClientThread>());
+      executors.push_back(t < colocated ? asio::any_io_executor(runtime.shard_executor(t))
+                                        : extra.executor(t - colocated));
+    }
+    Shared shared(config, runtime);
+    runtime.start();
+    if (config.trace == nullptr) name_tenants(runtime, shared.workload());
+    result.seconds = drive(config, shared, threads, executors, progress, progress_every);
+    runtime.stop();
+    result.final_snapshot = runtime.snapshot();
+    for (const auto& t : threads) result.clients.merge(t->totals);
+  }
+  result.alert_events = std::move(alerts.events);
+  return result;
+}
+
+}  // namespace kvscope::cli
