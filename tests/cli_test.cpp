@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "tiny_trace.hpp"
 #include "trace_util.hpp"
 
 namespace kvscope::cli {
@@ -56,15 +57,7 @@ class TempFile {
   std::filesystem::path path_;
 };
 
-// The replay test's hand-checked trace: 4-token blocks, six requests.
-constexpr const char* kTinyTrace =
-    R"({"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1, 2, 3]}
-{"timestamp": 1, "input_length": 9, "output_length": 1, "hash_ids": [1, 2, 5]}
-{"timestamp": 2, "input_length": 8, "output_length": 1, "hash_ids": [1, 2]}
-{"timestamp": 3, "input_length": 20, "output_length": 1, "hash_ids": [7, 8, 9, 10, 11]}
-{"timestamp": 4, "input_length": 16, "output_length": 1, "hash_ids": [1, 12, 13, 14]}
-{"timestamp": 5, "input_length": 12, "output_length": 1, "hash_ids": [1, 2, 3]}
-)";
+using testing_util::kTinyTrace;
 
 TEST(Cli, NoCommandOrUnknownFlagIsAUsageError) {
   const CliRun none = run({});

@@ -11,6 +11,7 @@
 
 #include "kvscope/trace/trace_replay.hpp"
 #include "lru_reference.hpp"
+#include "tiny_trace.hpp"
 #include "trace_util.hpp"
 
 namespace kvscope {
@@ -65,16 +66,7 @@ TEST(TraceReplay, SimpleLruEqualsALiteralLruOnASliceAtSmallCapacities) {
   }
 }
 
-// Six requests of 4-token blocks through a 4-block cache; every count is
-// worked out by hand in the comments.
-constexpr const char* kTinyTrace =
-    R"({"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1, 2, 3]}
-{"timestamp": 1, "input_length": 9, "output_length": 1, "hash_ids": [1, 2, 5]}
-{"timestamp": 2, "input_length": 8, "output_length": 1, "hash_ids": [1, 2]}
-{"timestamp": 3, "input_length": 20, "output_length": 1, "hash_ids": [7, 8, 9, 10, 11]}
-{"timestamp": 4, "input_length": 16, "output_length": 1, "hash_ids": [1, 12, 13, 14]}
-{"timestamp": 5, "input_length": 12, "output_length": 1, "hash_ids": [1, 2, 3]}
-)";
+using testing_util::kTinyTrace;
 
 MooncakeTrace tiny_trace() {
   TraceReadOptions options;
