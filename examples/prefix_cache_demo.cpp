@@ -1,73 +1,35 @@
 // prefix_cache_demo: drives one PrefixCache per eviction policy with a small
-// deterministic multi-tenant chat workload and prints what the cache saw.
+// deterministic multi-tenant chat workload (kvscope::ChatWorkload, the one
+// `kvscope bench` uses, scaled down) and prints what each cache saw.
 //
-// Workload (seeded): tenants with their own cache salt share system prompts of
-// different lengths; multi-turn sessions resend their growing history; a tail
-// of unique prompts; now and then a prompt shorter than one block. Each
-// request is allocated, decodes a few tokens (append), and is freed.
+// Each request is allocated, decodes its answer in four appends (so the
+// next turn of its session can hit the answer's blocks), and is freed.
 //
 // Usage: prefix_cache_demo [requests] [num_blocks] [seed]
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdint>
-#include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "kvscope/prefix_cache.hpp"
+#include "kvscope/workload/chat_workload.hpp"
 
 namespace {
 
-using kvscope::TokenId;
-
-struct Session {
-  std::uint32_t tenant = 0;
-  std::vector<TokenId> history;  // system prompt + all turns so far
-};
-
-class ChatWorkload {
- public:
-  explicit ChatWorkload(std::uint64_t seed) : rng_(seed) {
-    for (const std::uint32_t length : {48u, 300u, 700u})
-      system_prompts_.push_back(random_tokens(length));
-    sessions_.resize(24);
-    for (std::size_t i = 0; i < sessions_.size(); ++i) restart(sessions_[i], i);
-  }
-
-  // The next prompt and its tenant salt.
-  std::pair<std::vector<TokenId>, std::uint32_t> next() {
-    const std::uint32_t dice = pick(100);
-    if (dice < 5) return {random_tokens(1 + pick(15)), pick(kTenants)};     // shorter than a block
-    if (dice < 15) return {random_tokens(64 + pick(512)), pick(kTenants)};  // unique prompt
-    Session& session = sessions_[pick(static_cast<std::uint32_t>(sessions_.size()))];
-    if (session.history.size() > 3000) restart(session, pick(1000));
-    const auto turn = random_tokens(20 + pick(120));
-    session.history.insert(session.history.end(), turn.begin(), turn.end());
-    return {session.history, session.tenant};
-  }
-
- private:
-  static constexpr std::uint32_t kTenants = 3;
-
-  std::uint32_t pick(std::uint32_t n) {
-    return std::uniform_int_distribution<std::uint32_t>(0, n - 1)(rng_);
-  }
-
-  std::vector<TokenId> random_tokens(std::uint32_t n) {
-    std::vector<TokenId> tokens(n);
-    for (auto& t : tokens) t = pick(50'000);
-    return tokens;
-  }
-
-  void restart(Session& session, std::size_t salt) {
-    session.tenant = static_cast<std::uint32_t>(salt % kTenants);
-    session.history = system_prompts_[salt % system_prompts_.size()];
-  }
-
-  std::mt19937_64 rng_;
-  std::vector<std::vector<TokenId>> system_prompts_;
-  std::vector<Session> sessions_;
-};
+kvscope::ChatWorkloadConfig small_chat(std::uint64_t seed) {
+  kvscope::ChatWorkloadConfig config;
+  config.seed = seed;
+  config.tenants = 3;
+  config.system_prompt_tokens = {48, 300, 700};
+  config.sessions = 24;
+  config.max_history_tokens = 3'000;
+  config.unique_tokens_max = 600;
+  config.short_share = 0.05;
+  return config;
+}
 
 kvscope::PrefixCacheStats run(kvscope::EvictionPolicyKind policy, std::uint32_t requests,
                               std::uint32_t num_blocks, std::uint64_t seed) {
@@ -76,20 +38,26 @@ kvscope::PrefixCacheStats run(kvscope::EvictionPolicyKind policy, std::uint32_t 
   config.block_size = 16;
   config.policy = policy;
   kvscope::PrefixCache cache(config);
-  ChatWorkload workload(seed);
-  const std::vector<TokenId> decode_step(8, 7);
+  kvscope::ChatWorkload workload(small_chat(seed));
+  std::vector<kvscope::TokenId> tokens;
   for (std::uint32_t i = 0; i < requests; ++i) {
-    const auto [tokens, tenant] = workload.next();
+    const kvscope::ChatPrompt prompt = workload.next();
+    workload.tokens(prompt, tokens);  // the prompt, then its answer
     kvscope::ExtraKeys extras;
-    extras.salt = kvscope::CacheSalt::from_string("tenant-" + std::to_string(tenant));
+    extras.salt = workload.salt(prompt.tenant);
+    const std::span<const kvscope::TokenId> all(tokens);
     const kvscope::RequestId id{i};
-    const auto allocated = cache.allocate(kvscope::Request::with_tokens(id, tokens, extras));
+    const auto allocated =
+        cache.allocate(kvscope::Request::with_tokens(id, all.first(prompt.prompt_tokens), extras));
     if (!allocated) {
       fmt::print("request {} not admitted: {}\n", i, kvscope::to_string(allocated.status()));
       continue;
     }
-    for (int step = 0; step < 4; ++step) {
-      if (!cache.append(id, decode_step)) break;  // pool full: stop decoding early
+    const auto answer = all.subspan(prompt.prompt_tokens);
+    const std::size_t step = std::max<std::size_t>(1, (answer.size() + 3) / 4);
+    for (std::size_t done = 0; done < answer.size(); done += step) {
+      const auto chunk = answer.subspan(done, std::min(step, answer.size() - done));
+      if (!cache.append(id, chunk)) break;  // pool full: stop decoding early
     }
     (void)cache.free(id);
   }

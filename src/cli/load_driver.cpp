@@ -418,10 +418,10 @@ LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
     });
     result.shards = runtime.shard_count();
     result.threads = config.client_threads();
+    const std::uint32_t colocated = std::min(result.threads, result.shards);
+    ExtraThreads extra(result.threads - colocated);  // outlives the executors naming it
     std::vector<std::unique_ptr<ClientThread>> threads;
     std::vector<asio::any_io_executor> executors;
-    const std::uint32_t colocated = std::min(result.threads, result.shards);
-    ExtraThreads extra(result.threads - colocated);
     for (std::uint32_t t = 0; t < result.threads; ++t) {
       threads.push_back(std::make_unique<ClientThread>());
       executors.push_back(t < colocated ? asio::any_io_executor(runtime.shard_executor(t))
