@@ -104,13 +104,13 @@ TEST(Cli, ABadTraceLineNamesFileAndLineUnlessSkipped) {
   const CliRun failed = run({"replay", "--trace", trace.path(), "--block-tokens", "4"});
   EXPECT_EQ(failed.code, kExitFailure);
   EXPECT_NE(failed.err.find(trace.path()), std::string::npos) << failed.err;
-  EXPECT_NE(failed.err.find("7"), std::string::npos) << failed.err;  // the line
+  EXPECT_NE(failed.err.find(":8:"), std::string::npos) << failed.err;  // the line
   const CliRun skipped = run({"replay", "--trace", trace.path(), "--block-tokens", "4",
                               "--capacity", "4", "--skip-bad-lines", "--json", "-"});
   ASSERT_EQ(skipped.code, kExitOk) << skipped.err;
   const auto j = nlohmann::json::parse(skipped.out);
   EXPECT_EQ(j["skipped_lines"], 1);
-  EXPECT_EQ(j["requests"], 6);
+  EXPECT_EQ(j["requests"], 7);
 }
 
 TEST(Cli, ReplayGivesTheExactCountsOfTheTinyTrace) {
@@ -120,19 +120,19 @@ TEST(Cli, ReplayGivesTheExactCountsOfTheTinyTrace) {
   ASSERT_EQ(r.code, kExitOk) << r.err;
   const auto j = nlohmann::json::parse(r.out);  // standard output is the JSON alone
   // Worked out by hand in trace_replay_test.cpp (VllmModeFollowsTheEngineRules).
-  EXPECT_EQ(j["requests"], 6);
-  EXPECT_EQ(j["total_blocks"], 20);
-  EXPECT_EQ(j["total_tokens"], 75);
-  EXPECT_EQ(j["prefix_hit_blocks"], 5);
-  EXPECT_EQ(j["prefix_hit_tokens"], 20);
-  EXPECT_EQ(j["any_hit_blocks"], 6);
-  EXPECT_EQ(j["evictions"], 3);
+  EXPECT_EQ(j["requests"], 7);
+  EXPECT_EQ(j["total_blocks"], 23);
+  EXPECT_EQ(j["total_tokens"], 87);
+  EXPECT_EQ(j["prefix_hit_blocks"], 7);
+  EXPECT_EQ(j["prefix_hit_tokens"], 28);
+  EXPECT_EQ(j["any_hit_blocks"], 8);
+  EXPECT_EQ(j["evictions"], 4);
   EXPECT_EQ(j["rejected"], 1);
   EXPECT_EQ(j["mode"], "vllm");
   EXPECT_EQ(j["policy"], "lru");
   EXPECT_EQ(j["capacity"], 4);
   EXPECT_GE(j["seconds"].get<double>(), 0.0);
-  EXPECT_DOUBLE_EQ(j["block_hit_ratio"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(j["block_hit_ratio"].get<double>(), 7.0 / 23.0);
 }
 
 TEST(Cli, SimpleLruReplayReproducesTheReferenceTable) {
@@ -208,9 +208,74 @@ TEST(Cli, BenchReplaysATraceWithConcurrency) {
                         "--concurrency", "3", "--shards", "1", "--quiet", "--json", json.path()});
   ASSERT_EQ(r.code, kExitOk) << r.err << r.out;
   const auto j = nlohmann::json::parse(json.read());
-  EXPECT_EQ(j["requests"], 6);
+  EXPECT_EQ(j["requests"], 7);
   EXPECT_EQ(j["errors"], 0);
   EXPECT_TRUE(j["client_check"]["equal"].get<bool>()) << j["client_check"];
+}
+
+// Answers that complete blocks: every decode append names the blocks it
+// completes (request-private hashes); a wrong count would be an error.
+constexpr const char* kLongAnswers =
+    R"({"timestamp": 0, "input_length": 10, "output_length": 23, "hash_ids": [1, 2, 3]}
+{"timestamp": 2, "input_length": 9, "output_length": 9, "hash_ids": [1, 2, 5]}
+{"timestamp": 4, "input_length": 16, "output_length": 17, "hash_ids": [1, 2, 6, 7]}
+{"timestamp": 6, "input_length": 3, "output_length": 40, "hash_ids": [8]}
+)";
+
+TEST(Cli, BenchTraceDecodesCompleteBlocksWithoutErrors) {
+  TempFile trace("long_answers.jsonl", kLongAnswers);
+  TempFile json("long_answers.json");
+  for (const char* steps : {"1", "3", "7"}) {
+    const CliRun r = run({"bench", "--trace", trace.path(), "--block-size", "4", "--blocks", "64",
+                          "--concurrency", "2", "--shards", "2", "--route-depth", "2",
+                          "--decode-steps", steps, "--quiet", "--json", json.path()});
+    ASSERT_EQ(r.code, kExitOk) << r.err << r.out;
+    const auto j = nlohmann::json::parse(json.read());
+    EXPECT_EQ(j["requests"], 4) << "steps " << steps;
+    EXPECT_EQ(j["errors"], 0) << j["errors_by_status"];
+    EXPECT_EQ(j["decodes_cut_short"], 0);
+    // 1 + 3 + 7 appends per request, none for an empty step.
+    const std::uint64_t appends = j["latency_us"]["by_op"]["append"]["count"];
+    EXPECT_EQ(appends, 4u * std::stoul(steps)) << "steps " << steps;
+  }
+}
+
+TEST(Cli, BenchRunsClientThreadsBeyondTheShards) {
+  TempFile json("extra_threads.json");
+  const CliRun r = run({"bench", "--requests", "200", "--concurrency", "8", "--shards", "1",
+                        "--threads", "3", "--blocks", "8192", "--quiet", "--json", json.path()});
+  ASSERT_EQ(r.code, kExitOk) << r.err << r.out;
+  const auto j = nlohmann::json::parse(json.read());
+  EXPECT_EQ(j["requests"], 200);
+  EXPECT_EQ(j["threads"], 3);
+  EXPECT_EQ(j["shards"], 1);
+  EXPECT_TRUE(j["client_check"]["equal"].get<bool>()) << j["client_check"];
+}
+
+TEST(Cli, APacedTraceStopsAtTheDeadline) {
+  // Arrivals at 0, 1, ..., 6 s (speedup 1000 of 1 ms steps would be fast;
+  // speedup 0.001 makes them seconds apart): only the first ones come
+  // before a 0.5 s deadline.
+  TempFile trace("tiny.jsonl", kTinyTrace);
+  TempFile json("paced.json");
+  const CliRun r = run({"bench", "--trace", trace.path(), "--block-size", "4", "--blocks", "64",
+                        "--concurrency", "7", "--shards", "1", "--speedup", "0.001", "--duration",
+                        "0.5", "--quiet", "--json", json.path()});
+  ASSERT_EQ(r.code, kExitOk) << r.err << r.out;
+  const auto j = nlohmann::json::parse(json.read());
+  EXPECT_EQ(j["requests"], 1);                 // only the request at timestamp 0
+  EXPECT_LT(j["seconds"].get<double>(), 5.0);  // did not wait for the 6 s arrival
+}
+
+TEST(Cli, OptionsThatConflictAreUsageErrors) {
+  TempFile trace("tiny.jsonl", kTinyTrace);
+  const CliRun replay = run({"replay", "--trace", trace.path(), "--block-tokens", "4", "--capacity",
+                             "2", "--shards", "4"});
+  EXPECT_EQ(replay.code, kExitUsage);
+  EXPECT_NE(replay.err.find("capacity"), std::string::npos) << replay.err;
+  const CliRun bench = run({"bench", "--blocks", "1", "--shards", "2", "--quiet"});
+  EXPECT_EQ(bench.code, kExitUsage);
+  EXPECT_NE(bench.err.find("block"), std::string::npos) << bench.err;
 }
 
 TEST(Cli, BenchStopsAtTheDeadline) {
@@ -222,6 +287,7 @@ TEST(Cli, BenchStopsAtTheDeadline) {
   const auto j = nlohmann::json::parse(json.read());
   EXPECT_LT(j["requests"].get<std::uint64_t>(), 100'000'000u);
   EXPECT_GT(j["requests"].get<std::uint64_t>(), 0u);
+  EXPECT_LT(j["seconds"].get<double>(), 30.0);  // stopped near 0.3 s, not at the request count
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// A six-request Mooncake-format trace of 4-token blocks whose replay
+// A seven-request Mooncake-format trace of 4-token blocks whose replay
 // counts are worked out by hand (trace_replay_test.cpp, cli_test.cpp).
 #pragma once
 
@@ -11,6 +11,7 @@ constexpr const char* kTinyTrace =
 {"timestamp": 3, "input_length": 20, "output_length": 1, "hash_ids": [7, 8, 9, 10, 11]}
 {"timestamp": 4, "input_length": 16, "output_length": 1, "hash_ids": [1, 12, 13, 14]}
 {"timestamp": 5, "input_length": 12, "output_length": 1, "hash_ids": [1, 2, 3]}
+{"timestamp": 6, "input_length": 12, "output_length": 1, "hash_ids": [1, 12, 15]}
 )";
 
 }  // namespace kvscope::testing_util

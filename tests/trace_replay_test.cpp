@@ -83,29 +83,32 @@ TEST(TraceReplay, VllmModeFollowsTheEngineRules) {
   // 3: 8 tokens, cap 7: hits 1 only; 2 resident but past the cap.
   // 4: 5 blocks > 4: rejected.      5: hits 1; needs 3 blocks: 2 uncached + evicts 2.
   // 6: 1 resident, 2 evicted, 3 never hashed (a partial tail in 1): hits 1; evicts
-  //    14 and 13 (freed last-first, so the chain's tail goes first).
-  EXPECT_EQ(r.requests, 6u);
-  EXPECT_EQ(r.total_blocks, 20u);
-  EXPECT_EQ(r.total_tokens, 75u);
-  EXPECT_EQ(r.prefix_hit_blocks, 5u);
-  EXPECT_EQ(r.prefix_hit_tokens, 20u);
-  EXPECT_EQ(r.any_hit_blocks, 6u);
-  EXPECT_EQ(r.evictions, 3u);
+  //    14 and 13 (freed last-first, so the chain's tail goes first), keeps 12.
+  // 7: hits 1 and 12 (12 survived only because 5 was freed last-first; freed
+  //    first-first, 12 would have gone in 6); evicts 3 for 15.
+  EXPECT_EQ(r.requests, 7u);
+  EXPECT_EQ(r.total_blocks, 23u);
+  EXPECT_EQ(r.total_tokens, 87u);
+  EXPECT_EQ(r.prefix_hit_blocks, 7u);
+  EXPECT_EQ(r.prefix_hit_tokens, 28u);
+  EXPECT_EQ(r.any_hit_blocks, 8u);
+  EXPECT_EQ(r.evictions, 4u);
   EXPECT_EQ(r.rejected, 1u);
-  EXPECT_DOUBLE_EQ(r.block_hit_ratio(), 5.0 / 20.0);
-  EXPECT_DOUBLE_EQ(r.token_hit_ratio(), 20.0 / 75.0);
+  EXPECT_DOUBLE_EQ(r.block_hit_ratio(), 7.0 / 23.0);
+  EXPECT_DOUBLE_EQ(r.token_hit_ratio(), 28.0 / 87.0);
 }
 
 TEST(TraceReplay, SimpleModeCachesEveryIdWithoutACap) {
   ReplayConfig config = simple_lru(4);
   config.block_tokens = 4;
   const ReplayResult r = replay_trace(tiny_trace(), config);
-  // 2: hits 1 2.  3: hits 1 2 (no cap).  5: hits 1; evicts 3 and 5 (LRU,
-  // freed in request order).  6: 1 resident; 2 and 3 were evicted: hits 1.
+  // 2: hits 1 2.  3: hits 1 2 (no cap).  5: hits 1; evicts 3, 5 and 2 (LRU,
+  // freed in request order).  6: 1 resident; 2 and 3 were evicted: hits 1;
+  // evicts 12 and 13.  7: hits 1 (12 is gone).
   // Every id of request 1 is cached, 3 included; request 2's 5 too.
-  EXPECT_EQ(r.prefix_hit_blocks, 2u + 2u + 1u + 1u);
-  EXPECT_EQ(r.prefix_hit_tokens, 8u + 8u + 4u + 4u);
-  EXPECT_EQ(r.any_hit_blocks, 2u + 2u + 1u + 1u);
+  EXPECT_EQ(r.prefix_hit_blocks, 2u + 2u + 1u + 1u + 1u);
+  EXPECT_EQ(r.prefix_hit_tokens, 8u + 8u + 4u + 4u + 4u);
+  EXPECT_EQ(r.any_hit_blocks, 2u + 2u + 1u + 1u + 1u);
   EXPECT_EQ(r.rejected, 1u);
   const auto chains = testing_util::trace_requests(tiny_trace());
   std::vector<testing_util::ChainRequest> admitted;
@@ -158,7 +161,7 @@ TEST(TraceReplay, JsonHasEveryField) {
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["mode"], "vllm");
   EXPECT_EQ(j["policy"], "lru");
-  EXPECT_EQ(j["prefix_hit_blocks"], 5);
+  EXPECT_EQ(j["prefix_hit_blocks"], 7);
 }
 
 TEST(TraceReplay, BadConfigurationThrowsWithAMessage) {

@@ -29,11 +29,14 @@ LoadConfig load_config(const BenchOptions& o, const MooncakeTrace* trace) {
   config.threads = o.threads;
   config.concurrency = o.concurrency;
   config.requests = o.requests;
-  config.duration = std::chrono::milliseconds(static_cast<std::int64_t>(o.duration_seconds * 1e3));
+  // Rounded up, so any positive duration is a limit (0 means none).
+  config.duration = std::chrono::ceil<std::chrono::milliseconds>(
+      std::chrono::duration<double>(o.duration_seconds));
   config.workload.seed = o.seed;
   config.workload.short_tokens = std::max<std::uint32_t>(2, o.block_size);
   config.trace = trace;
   config.speedup = o.speedup;
+  config.trace_route_depth = o.route_depth;
   config.prefill_ns_per_token = o.prefill_ns_per_token;
   config.decode_steps = o.decode_steps;
   return config;
@@ -90,9 +93,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--duration", o.duration_seconds,
                   "Stop issuing after this many seconds (0: no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0.0, 1e6));
   cmd->add_option("--concurrency", o.concurrency, "Client coroutines")
-      ->check(CLI::Range(1, 1'000'000));
+      ->check(CLI::Range(1, 100'000));
   cmd->add_option("--blocks", o.blocks, "Blocks in the whole pool (split across shards)")
       ->check(CLI::Range(1u, 1u << 31));
   cmd->add_option("--block-size", o.block_size, "Tokens per block (default 16; 512 with --trace)")
@@ -105,10 +108,14 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
                   "Trace pacing: arrival = timestamp / speedup (0: as fast as possible)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--skip-bad-lines", o.skip_bad_lines, "Count bad trace lines and go on");
+  cmd->add_option("--route-depth", o.route_depth,
+                  "Trace requests go to the shard of their n-th id (1: the runtime's own "
+                  "routing by the first block, which sends a Mooncake trace to one shard)")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--prefill-ns-per-token", o.prefill_ns_per_token,
                   "Simulated prefill time per uncached prompt token")
       ->check(CLI::Range(0.0, 1e9));
-  cmd->add_option("--decode-steps", o.decode_steps, "Appends per request (decode growth)")
+  cmd->add_option("--decode-steps", o.decode_steps, "Appends per request (decode growth; 0: none)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--snapshot-ms", o.snapshot_ms, "Aggregator period in milliseconds")
       ->check(CLI::Range(1, 3'600'000));

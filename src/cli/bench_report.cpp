@@ -76,7 +76,7 @@ void hit_ratio_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
   fmt::format_to(std::back_inserter(out),
                  "\nhit ratio                           tokens   blocks\n"
                  "  since start                       {:>7.4f}  {:>7.4f}\n"
-                 "  last {:>4.0f} s (time window)        {:>7.4f}  {:>7.4f}\n"
+                 "  last {:>6.1f} s (time window)      {:>7.4f}  {:>7.4f}\n"
                  "  last {:>5} requests              {:>7.4f}  {:>7.4f}\n",
                  g.total.fresh.token_hit_rate(), g.total.fresh.block_hit_rate(),
                  std::chrono::duration<double>(g.window_span).count(),

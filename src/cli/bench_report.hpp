@@ -20,8 +20,9 @@ std::string bench_report_text(const LoadResult& result);
 ///  "seconds", "hit_ratio_tokens", "hit_ratio_blocks", "window_hit_ratio_tokens",
 ///  "window_hit_ratio_blocks", "shards", "threads", "concurrency",
 ///  "latency_us": {"p50", "p90", "p99", "p999", "max", "by_op": {...}},
-///  "per_shard": [...], "evictions", "alerts": {"raised", "resolved",
-///  "events": [...]}, "mrc", "capacity", "client_check", "snapshot"}.
+///  "per_shard": [...], "load_imbalance", "evictions", "alerts": {"raised",
+///  "resolved", "events": [...]}, "mrc" (with "advice"; null when the curve
+///  is off), "client_check", "snapshot"}.
 /// Precondition: result.final_snapshot is set.
 nlohmann::json bench_report_json(const LoadResult& result);
 

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <exception>
+#include <stdexcept>
 
 #include "commands.hpp"
 
@@ -25,6 +26,9 @@ int run_cli(int argc, const char* const* argv, const CliStreams& streams) {
   try {
     if (bench_command->parsed()) return run_bench(bench, streams);
     if (replay_command->parsed()) return run_replay(replay, streams);
+  } catch (const std::invalid_argument& e) {  // options valid alone, not together
+    streams.err << "kvscope: " << e.what() << "\nRun with --help for more information.\n";
+    return kExitUsage;
   } catch (const std::exception& e) {
     streams.err << "kvscope: " << e.what() << "\n";
     return kExitFailure;

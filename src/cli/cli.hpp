@@ -18,8 +18,10 @@ struct CliStreams {
   bool interactive = false;
 };
 
-/// Exit codes: 0 success, 2 bad arguments (the message and a hint to --help
-/// on err), 1 a failure while running (a bad trace line, an unwritable file).
+/// Exit codes: 0 success; 2 bad arguments, alone or in combination (e.g.
+/// fewer blocks than shards): the message and a hint to --help on err; 1 a
+/// failure while running: a bad trace line, an unwritable file, or a bench
+/// run in which some request was given up (the report counts them by status).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;

@@ -24,6 +24,7 @@ struct BenchOptions {
   std::uint64_t seed = 42;
   std::string trace;
   double speedup = 0;
+  std::uint32_t route_depth = 1;
   bool skip_bad_lines = false;
   double prefill_ns_per_token = 20;
   std::uint32_t decode_steps = 4;

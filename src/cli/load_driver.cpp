@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "kvscope/trace/trace_replay.hpp"
+
 #include <fmt/core.h>
 
 namespace kvscope::cli {
@@ -39,8 +41,9 @@ struct alignas(64) ClientThread {
 /// What every client shares: the runtime, the request source, the stop flag.
 class Shared {
  public:
-  Shared(const LoadConfig& config, Runtime& runtime)
-      : config(config), runtime(runtime), workload_(config.workload) {}
+  Shared(const LoadConfig& config, Runtime& runtime) : config(config), runtime(runtime) {
+    if (config.trace == nullptr) workload_.emplace(config.workload);
+  }
 
   /// The next chat prompt for a client on `thread`, or nullopt when the run
   /// is over. Takes prompts from the shared generator in batches, so the
@@ -65,7 +68,12 @@ class Shared {
                ? config.requests
                : std::min<std::uint64_t>(config.requests, config.trace->requests.size());
   }
-  const ChatWorkload& workload() const noexcept { return workload_; }
+  /// Precondition: no trace (the chat workload is built only without one).
+  const ChatWorkload& workload() const noexcept { return *workload_; }
+  /// When a trace request arriving at `arrival` would come after the deadline.
+  bool past_deadline(SteadyClock::time_point arrival) const noexcept {
+    return config.duration.count() > 0 && arrival >= start + config.duration;
+  }
 
   const LoadConfig& config;
   Runtime& runtime;
@@ -80,14 +88,14 @@ class Shared {
     thread.feed_next = 0;
     std::lock_guard lock(mutex_);
     while (thread.feed.size() < kFeedBatch && issued_ < config.requests) {
-      thread.feed.push_back(workload_.next());
+      thread.feed.push_back(workload_->next());
       ++issued_;
     }
   }
 
   std::mutex mutex_;
-  ChatWorkload workload_;     // guarded by mutex_ (next()); tokens() is const
-  std::uint64_t issued_ = 0;  // guarded by mutex_
+  std::optional<ChatWorkload> workload_;  // next() guarded by mutex_; tokens() is const
+  std::uint64_t issued_ = 0;              // guarded by mutex_
   std::atomic<std::uint64_t> trace_next_{0};
 };
 
@@ -134,11 +142,12 @@ std::vector<BlockHash> completed_block_hashes(RequestId id, std::uint32_t from, 
   return hashes;
 }
 
-/// Decode growth: the answer in decode_steps appends. Stops early when the
-/// pool is full (the request keeps what it has, like a preempted decode).
-asio::awaitable<void> decode(Shared& shared, ClientThread& thread, ShardId shard, RequestId id,
-                             DecodePlan plan) {
-  const std::uint32_t steps = std::max<std::uint32_t>(1, shared.config.decode_steps);
+/// Decode growth: the answer in decode_steps appends (none for 0). Returns
+/// ok, or the status of the append that failed; not_enough_blocks stops
+/// decoding early (the request keeps what it has, like a preempted decode).
+asio::awaitable<Status> decode(Shared& shared, ClientThread& thread, ShardId shard, RequestId id,
+                               DecodePlan plan) {
+  const std::uint32_t steps = shared.config.decode_steps;
   std::uint32_t done = 0;
   for (std::uint32_t step = 0; step < steps && done < plan.answer_tokens; ++step) {
     const std::uint32_t n = (plan.answer_tokens - done + (steps - step) - 1) / (steps - step);
@@ -153,12 +162,10 @@ asio::awaitable<void> decode(Shared& shared, ClientThread& thread, ShardId shard
       status = (co_await shared.runtime.append(shard, id, plan.answer.subspan(done, n))).status();
     }
     thread.totals.append_ns.record(nanoseconds_since(start));
-    if (status != Status::ok) {
-      ++thread.totals.decode_cut_short;
-      co_return;
-    }
+    if (status != Status::ok) co_return status;
     done += n;
   }
+  co_return Status::ok;
 }
 
 void count_error(ClientThread& thread, Status status) {
@@ -168,8 +175,7 @@ void count_error(ClientThread& thread, Status status) {
 
 /// One request cycle: allocate, prefill, decode, free.
 asio::awaitable<void> run_cycle(Shared& shared, ClientThread& thread, asio::steady_timer& timer,
-                                const Request& request, DecodePlan plan) {
-  const ShardId shard = shared.runtime.route(request);
+                                ShardId shard, const Request& request, DecodePlan plan) {
   const Result<AllocateResult> admitted = co_await admit(shared, thread, timer, shard, request);
   if (!admitted) {
     count_error(thread, admitted.status());
@@ -181,15 +187,18 @@ asio::awaitable<void> run_cycle(Shared& shared, ClientThread& thread, asio::stea
   thread.totals.hit_tokens += admitted->lookup.hit_tokens;
   const double prefill_ns = shared.config.prefill_ns_per_token * uncached;
   co_await wait_for(timer, std::chrono::nanoseconds(static_cast<std::int64_t>(prefill_ns)));
-  co_await decode(shared, thread, shard, request.id, plan);
+  const Status decoded = co_await decode(shared, thread, shard, request.id, plan);
+  if (decoded == Status::not_enough_blocks) ++thread.totals.decode_cut_short;
   const auto start = SteadyClock::now();
   const Result<FreeResult> freed = co_await shared.runtime.free(shard, request.id);
   thread.totals.free_ns.record(nanoseconds_since(start));
-  if (!freed) {
+  if (decoded != Status::ok && decoded != Status::not_enough_blocks) {
+    count_error(thread, decoded);  // a bug, not pool pressure: the request is freed anyway
+  } else if (!freed) {
     count_error(thread, freed.status());
-    co_return;
+  } else {
+    ++thread.totals.requests;
   }
-  ++thread.totals.requests;
 }
 
 asio::awaitable<void> chat_client(Shared& shared, ClientThread& thread) {
@@ -205,7 +214,7 @@ asio::awaitable<void> chat_client(Shared& shared, ClientThread& thread) {
     DecodePlan plan;
     plan.answer = all.subspan(prompt->prompt_tokens);
     plan.answer_tokens = prompt->answer_tokens;
-    co_await run_cycle(shared, thread, timer, request, plan);
+    co_await run_cycle(shared, thread, timer, shared.runtime.route(request), request, plan);
     thread.done.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -217,10 +226,13 @@ asio::awaitable<void> trace_client(Shared& shared, ClientThread& thread) {
   while (const auto index = shared.next_trace_request()) {
     const TraceRequest& r = trace.requests[*index];
     if (shared.config.speedup > 0) {
-      const auto arrival = std::chrono::duration<double, std::milli>(
+      const auto offset = std::chrono::duration<double, std::milli>(
           static_cast<double>(r.timestamp_ms) / shared.config.speedup);
-      timer.expires_at(shared.start + std::chrono::duration_cast<SteadyClock::duration>(arrival));
+      const auto arrival = shared.start + std::chrono::duration_cast<SteadyClock::duration>(offset);
+      if (shared.past_deadline(arrival)) break;  // would arrive after --duration
+      timer.expires_at(arrival);
       co_await timer.async_wait(asio::use_awaitable);
+      if (shared.stop_issuing.load(std::memory_order_relaxed)) break;
     }
     // vLLM's rule: only blocks fully covered by the prompt carry a hash.
     const auto ids =
@@ -231,7 +243,11 @@ asio::awaitable<void> trace_client(Shared& shared, ClientThread& thread) {
     plan.hash_mode = true;
     plan.prompt_tokens = r.input_length;
     plan.block_size = block_size;
-    co_await run_cycle(shared, thread, timer, request, plan);
+    const ShardId shard = shared.config.trace_route_depth <= 1
+                              ? shared.runtime.route(request)
+                              : trace_shard(trace.blocks_of(r), shared.runtime.shard_count(),
+                                            shared.config.trace_route_depth);
+    co_await run_cycle(shared, thread, timer, shard, request, plan);
     thread.done.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -318,7 +334,8 @@ void LoadConfig::validate() const {
     throw std::invalid_argument(fmt::format("bench: {}", what));
   };
   if (threads > 1024) fail("threads must be 0 .. 1024");
-  if (concurrency < 1 || concurrency > 1'000'000) fail("concurrency must be 1 .. 1,000,000");
+  if (concurrency < 1 || concurrency > 100'000) fail("concurrency must be 1 .. 100,000");
+  if (trace_route_depth < 1) fail("trace_route_depth must be >= 1");
   if (requests < 1) fail("requests must be >= 1");
   if (duration.count() < 0) fail("duration must be >= 0");
   if (!(speedup >= 0)) fail("speedup must be >= 0");
@@ -360,23 +377,10 @@ double LoadResult::requests_per_second() const noexcept {
 
 namespace {
 
-/// Spawns the clients, reports progress until they finish, enforces the deadline.
-double drive(const LoadConfig& config, Shared& shared,
-             std::vector<std::unique_ptr<ClientThread>>& threads,
-             const std::vector<asio::any_io_executor>& executors, const ProgressCallback& progress,
-             std::chrono::milliseconds progress_every) {
-  ClientLatch latch(config.concurrency);
-  shared.start = SteadyClock::now();
-  for (std::uint32_t c = 0; c < config.concurrency; ++c) {
-    const std::size_t t = c % executors.size();
-    auto client = config.trace != nullptr ? trace_client(shared, *threads[t])
-                                          : chat_client(shared, *threads[t]);
-    auto on_exit = [&latch, &shared](std::exception_ptr error) {
-      if (error) shared.stop_issuing.store(true, std::memory_order_relaxed);
-      latch.finished(error);
-    };
-    asio::co_spawn(executors[t], std::move(client), std::move(on_exit));
-  }
+/// Reports progress until every client finished; enforces the deadline.
+void watch(const LoadConfig& config, Shared& shared, ClientLatch& latch,
+           const std::vector<std::unique_ptr<ClientThread>>& threads,
+           const ProgressCallback& progress, std::chrono::milliseconds progress_every) {
   const auto deadline = shared.start + config.duration;
   for (;;) {
     auto wait = progress_every;
@@ -386,7 +390,7 @@ double drive(const LoadConfig& config, Shared& shared,
     const bool finished = latch.wait_for(wait);
     if (config.duration.count() > 0 && SteadyClock::now() >= deadline)
       shared.stop_issuing.store(true, std::memory_order_relaxed);
-    if (finished) break;
+    if (finished) return;
     if (progress) {
       LoadProgress p;
       p.seconds = std::chrono::duration<double>(SteadyClock::now() - shared.start).count();
@@ -395,6 +399,37 @@ double drive(const LoadConfig& config, Shared& shared,
       p.snapshot = shared.runtime.snapshot();
       progress(p);
     }
+  }
+}
+
+/// Spawns the clients and watches them; returns the seconds they ran. The
+/// clients reference `latch`, `shared` and `threads`: whatever happens, this
+/// returns or throws only after every client has finished.
+double drive(const LoadConfig& config, Shared& shared,
+             std::vector<std::unique_ptr<ClientThread>>& threads,
+             const std::vector<asio::any_io_executor>& executors, const ProgressCallback& progress,
+             std::chrono::milliseconds progress_every) {
+  ClientLatch latch(config.concurrency);
+  shared.start = SteadyClock::now();
+  std::uint32_t spawned = 0;
+  try {
+    for (; spawned < config.concurrency; ++spawned) {
+      const std::size_t t = spawned % executors.size();
+      auto client = config.trace != nullptr ? trace_client(shared, *threads[t])
+                                            : chat_client(shared, *threads[t]);
+      auto on_exit = [&latch, &shared](std::exception_ptr error) {
+        if (error) shared.stop_issuing.store(true, std::memory_order_relaxed);
+        latch.finished(error);
+      };
+      asio::co_spawn(executors[t], std::move(client), std::move(on_exit));
+    }
+    watch(config, shared, latch, threads, progress, progress_every);
+  } catch (...) {
+    shared.stop_issuing.store(true, std::memory_order_relaxed);
+    for (; spawned < config.concurrency; ++spawned) latch.finished(nullptr);  // never started
+    while (!latch.wait_for(std::chrono::milliseconds(100))) {
+    }
+    throw;
   }
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - shared.start).count();
   if (auto error = latch.first_error()) std::rethrow_exception(error);
@@ -406,6 +441,8 @@ double drive(const LoadConfig& config, Shared& shared,
 LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
                     std::chrono::milliseconds progress_every) {
   config.validate();
+  if (progress_every < std::chrono::milliseconds(1))
+    throw std::invalid_argument("bench: progress_every must be >= 1 ms");
   LoadResult result;
   result.metrics = config.runtime.metrics;
   result.concurrency = config.concurrency;

@@ -28,9 +28,11 @@
 namespace kvscope::cli {
 
 struct LoadConfig {
-  RuntimeConfig runtime;                  ///< shards, pool, policy, metrics, analytics
-  std::uint32_t threads = 0;              ///< client threads; 0 = one per shard
-  std::uint32_t concurrency = 1'024;      ///< client coroutines, >= 1
+  RuntimeConfig runtime;      ///< shards, pool, policy, metrics, analytics
+  std::uint32_t threads = 0;  ///< client threads; 0 = one per shard
+  /// Client coroutines, 1 .. 100,000. Each keeps a token buffer of its
+  /// conversation (up to ~25 KB with the default workload).
+  std::uint32_t concurrency = 1'024;
   std::uint64_t requests = 300'000;       ///< request cycles to run, >= 1
   std::chrono::milliseconds duration{0};  ///< stop issuing after this; 0 = no limit
   ChatWorkloadConfig workload;
@@ -38,9 +40,12 @@ struct LoadConfig {
   /// chat workload; runtime.cache.block_size must be its block tokens.
   const MooncakeTrace* trace = nullptr;
   double speedup = 0;  ///< trace pacing: arrival = timestamp / speedup; 0 = no pacing
+  /// Trace requests go to the shard of their n-th id (trace_shard); 1 uses
+  /// Runtime::route (the first block: one shard for the Mooncake traces).
+  std::uint32_t trace_route_depth = 1;
   /// Simulated prefill: the client waits this long per uncached prompt token.
   double prefill_ns_per_token = 20;
-  std::uint32_t decode_steps = 4;   ///< appends per request (the answer split evenly)
+  std::uint32_t decode_steps = 4;   ///< appends per request (the answer split evenly); 0 = none
   std::uint32_t max_retries = 100;  ///< allocation retries while the pool is full
   std::chrono::microseconds retry_backoff{200};
 
@@ -87,9 +92,10 @@ struct LoadResult {
 
 using ProgressCallback = std::function<void(const LoadProgress&)>;
 
-/// Runs the load; calls `progress` every `progress_every` on the calling
-/// thread. Throws std::invalid_argument on a bad config, and rethrows the
-/// first exception a client coroutine died of (after stopping the rest).
+/// Runs the load; calls `progress` every `progress_every` (>= 1 ms) on the
+/// calling thread. Throws std::invalid_argument on a bad config, and
+/// rethrows the first exception a client coroutine or `progress` threw,
+/// after stopping the rest and waiting for every client to finish.
 LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
                     std::chrono::milliseconds progress_every);
 

@@ -108,7 +108,12 @@ void write_svg(const ReplayOptions& o, const MooncakeTrace& trace, ReplayMode mo
   const std::vector<std::uint64_t> capacities = curve_capacities(o.capacities);
   const std::vector<double> predicted =
       predicted_token_hit_ratios(trace, mode, o.block_tokens, capacities);
-  ChartSeries model{"LRU miss-ratio curve (predicted)", {}, false, true};
+  // The model is one LRU cache of the whole capacity, however many shards.
+  ChartSeries model{o.shards > 1 ? "LRU miss-ratio curve (predicted, one unsharded cache)"
+                                 : "LRU miss-ratio curve (predicted)",
+                    {},
+                    false,
+                    true};
   for (std::size_t i = 0; i < capacities.size(); ++i)
     model.points.push_back({static_cast<double>(capacities[i]), predicted[i]});
   chart.series.push_back(std::move(model));

@@ -68,16 +68,15 @@ std::string ReplayResult::to_json() const {
   return j.dump();
 }
 
-namespace {
-
-/// The shard of a request: its route_depth-th id (or its last), keyed so
-/// that dense trace ids spread evenly.
-std::uint32_t shard_of(std::span<const BlockHash> ids, const ReplayConfig& config) {
-  if (config.shards == 1 || ids.empty()) return 0;
-  const std::size_t at = std::min<std::size_t>(config.route_depth, ids.size()) - 1;
+std::uint32_t trace_shard(std::span<const BlockHash> ids, std::uint32_t shards,
+                          std::uint32_t route_depth) noexcept {
+  if (shards <= 1 || ids.empty()) return 0;
+  const std::size_t at = std::min<std::size_t>(std::max(route_depth, 1u), ids.size()) - 1;
   std::uint64_t key = detail::fold(ids[at]);
-  return static_cast<std::uint32_t>(detail::splitmix64(key) % config.shards);
+  return static_cast<std::uint32_t>(detail::splitmix64(key) % shards);
 }
+
+namespace {
 
 std::vector<PrefixCache> make_shards(const ReplayConfig& config) {
   std::vector<PrefixCache> caches;
@@ -132,7 +131,7 @@ ReplayResult replay_trace(const MooncakeTrace& trace, const ReplayConfig& config
   std::uint64_t next_id = 0;
   for (const TraceRequest& r : trace.requests) {
     const auto ids = trace.blocks_of(r);
-    const std::uint32_t shard = shard_of(ids, config);
+    const std::uint32_t shard = trace_shard(ids, config.shards, config.route_depth);
     ++out.requests;
     ++out.shard_requests[shard];
     out.total_blocks += ids.size();

@@ -76,6 +76,14 @@ struct ReplayResult {
   std::string to_json() const;
 };
 
+/// The shard of a request with block ids `ids` among `shards`: picked from
+/// its route_depth-th id (its last when shorter; shard 0 without ids), keyed
+/// so dense trace ids spread evenly. Depth 1 keys on the first block like the
+/// Runtime's routing; the Mooncake traces share their first id, so deeper
+/// keys are what spreads them. Preconditions: shards >= 1, route_depth >= 1.
+std::uint32_t trace_shard(std::span<const BlockHash> ids, std::uint32_t shards,
+                          std::uint32_t route_depth) noexcept;
+
 /// Replays `trace` (read with TraceReadOptions::block_tokens equal to
 /// config.block_tokens). Throws std::invalid_argument on a bad config.
 ReplayResult replay_trace(const MooncakeTrace& trace, const ReplayConfig& config);
