@@ -145,9 +145,8 @@ inline void expect_unchanged(const Snapshot& before, const Snapshot& after) {
 }
 
 inline const std::vector<EvictionPolicyKind>& all_policies() {
-  static const std::vector<EvictionPolicyKind> kinds = {
-      EvictionPolicyKind::lru, EvictionPolicyKind::lfu, EvictionPolicyKind::arc,
-      EvictionPolicyKind::s3fifo};
+  static const std::vector<EvictionPolicyKind> kinds(kEvictionPolicies.begin(),
+                                                     kEvictionPolicies.end());
   return kinds;
 }
 

@@ -137,8 +137,7 @@ TEST(TraceReplay, ShardsSplitTheCapacityAndRouteByTheChosenDepth) {
 
 TEST(TraceReplay, EveryPolicyReplaysAndKeepsTotals) {
   KVSCOPE_TRACE_OR_SKIP(trace, 1'000);
-  for (auto policy : {EvictionPolicyKind::lru, EvictionPolicyKind::lfu, EvictionPolicyKind::arc,
-                      EvictionPolicyKind::s3fifo}) {
+  for (const EvictionPolicyKind policy : kEvictionPolicies) {
     ReplayConfig config;
     config.policy = policy;
     config.capacity = 2'000;

@@ -28,12 +28,18 @@
 //          (frequency 0..3, decremented per round).
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string_view>
 
 namespace kvscope {
 
 enum class EvictionPolicyKind { lru, lfu, arc, s3fifo };
+
+/// Every policy, in declaration order (for sweeps and option lists).
+inline constexpr std::array<EvictionPolicyKind, 4> kEvictionPolicies{
+    EvictionPolicyKind::lru, EvictionPolicyKind::lfu, EvictionPolicyKind::arc,
+    EvictionPolicyKind::s3fifo};
 
 /// "lru", "lfu", "arc", "s3fifo".
 std::string_view to_string(EvictionPolicyKind kind) noexcept;

@@ -16,8 +16,6 @@ namespace kvscope::cli {
 
 namespace {
 
-const std::vector<std::string> kPolicies{"lru", "lfu", "arc", "s3fifo"};
-
 LoadConfig load_config(const BenchOptions& o, const MooncakeTrace* trace) {
   LoadConfig config;
   config.runtime.shards = o.shards;
@@ -74,6 +72,12 @@ std::optional<MooncakeTrace> read_trace(const BenchOptions& o) {
 
 }  // namespace
 
+std::vector<std::string> policy_names() {
+  std::vector<std::string> names;
+  for (const EvictionPolicyKind kind : kEvictionPolicies) names.emplace_back(to_string(kind));
+  return names;
+}
+
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   if (!file) throw std::runtime_error(fmt::format("cannot open {} for writing", path));
@@ -100,7 +104,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
       ->check(CLI::Range(1u, 1u << 31));
   cmd->add_option("--block-size", o.block_size, "Tokens per block (default 16; 512 with --trace)")
       ->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("--policy", o.policy, "Eviction policy")->check(CLI::IsMember(kPolicies));
+  cmd->add_option("--policy", o.policy, "Eviction policy")->check(CLI::IsMember(policy_names()));
   cmd->add_option("--seed", o.seed, "Workload seed");
   cmd->add_option("--trace", o.trace, "Replay a Mooncake-format trace instead of the chat workload")
       ->check(CLI::ExistingFile);

@@ -208,9 +208,7 @@ std::string bench_report_text(const LoadResult& r) {
   return fmt::to_string(out);
 }
 
-}  // namespace kvscope::cli
-
-namespace kvscope::cli {
+// ---- JSON ----
 
 namespace {
 

@@ -48,6 +48,9 @@ struct ReplayOptions {
   std::string svg_path;
 };
 
+/// The names of every eviction policy ("lru", ...), for option checks.
+std::vector<std::string> policy_names();
+
 CLI::App* add_bench_command(CLI::App& app, BenchOptions& options);
 CLI::App* add_replay_command(CLI::App& app, ReplayOptions& options);
 

@@ -235,8 +235,7 @@ asio::awaitable<void> trace_client(Shared& shared, ClientThread& thread) {
       if (shared.stop_issuing.load(std::memory_order_relaxed)) break;
     }
     // vLLM's rule: only blocks fully covered by the prompt carry a hash.
-    const auto ids =
-        trace.blocks_of(r).first(std::min<std::size_t>(r.block_count, r.input_length / block_size));
+    const auto ids = trace.full_blocks_of(r, block_size);
     const Request request = Request::with_hashes(RequestId{*index}, r.input_length, ids);
     DecodePlan plan;
     plan.answer_tokens = r.output_length;

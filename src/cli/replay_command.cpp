@@ -19,13 +19,15 @@ namespace kvscope::cli {
 
 namespace {
 
-const std::vector<std::string> kPolicyChoices{"lru", "lfu", "arc", "s3fifo", "all"};
-
 std::vector<EvictionPolicyKind> policies_of(const std::string& name) {
-  if (name == "all")
-    return {EvictionPolicyKind::lru, EvictionPolicyKind::lfu, EvictionPolicyKind::arc,
-            EvictionPolicyKind::s3fifo};
+  if (name == "all") return {kEvictionPolicies.begin(), kEvictionPolicies.end()};
   return {*parse_eviction_policy(name)};
+}
+
+std::vector<std::string> policy_choices() {
+  std::vector<std::string> choices = policy_names();
+  choices.emplace_back("all");
+  return choices;
 }
 
 struct ParsedTrace {
@@ -63,10 +65,10 @@ std::vector<double> predicted_token_hit_ratios(const MooncakeTrace& trace, Repla
       tracker.record(ids, r.input_length, block_tokens, r.block_count);
       continue;
     }
-    const auto full = static_cast<std::uint32_t>(
-        std::min<std::size_t>(ids.size(), r.input_length / block_tokens));
+    const auto full = trace.full_blocks_of(r, block_tokens);
+    const auto count = static_cast<std::uint32_t>(full.size());
     const std::uint32_t hittable = r.input_length == 0 ? 0 : (r.input_length - 1) / block_tokens;
-    tracker.record(ids.first(full), full * block_tokens, block_tokens, std::min(full, hittable));
+    tracker.record(full, count * block_tokens, block_tokens, std::min(count, hittable));
   }
   std::vector<double> ratios;
   const double total = static_cast<double>(trace.total_tokens());
@@ -192,7 +194,7 @@ CLI::App* add_replay_command(CLI::App& app, ReplayOptions& o) {
       ->delimiter(',')
       ->check(CLI::Range(1u, 1u << 31));
   cmd->add_option("--policy", o.policy, "Eviction policy, or all")
-      ->check(CLI::IsMember(kPolicyChoices));
+      ->check(CLI::IsMember(policy_choices()));
   cmd->add_option("--block-tokens", o.block_tokens, "Tokens per trace id")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--mode", o.mode, "vllm (engine rules) or simple (the trace README's LRU)")

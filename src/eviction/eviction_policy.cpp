@@ -18,8 +18,7 @@ std::string_view to_string(EvictionPolicyKind kind) noexcept {
 }
 
 std::optional<EvictionPolicyKind> parse_eviction_policy(std::string_view name) noexcept {
-  for (auto kind : {EvictionPolicyKind::lru, EvictionPolicyKind::lfu, EvictionPolicyKind::arc,
-                    EvictionPolicyKind::s3fifo}) {
+  for (const EvictionPolicyKind kind : kEvictionPolicies) {
     if (name == to_string(kind)) return kind;
   }
   return std::nullopt;

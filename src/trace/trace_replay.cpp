@@ -92,16 +92,15 @@ std::vector<PrefixCache> make_shards(const ReplayConfig& config) {
 }
 
 /// One request: counts what is resident, admits it, releases it.
-void replay_one(PrefixCache& cache, const TraceRequest& r, std::span<const BlockHash> ids,
-                RequestId id, ReplayResult& out) {
+void replay_one(PrefixCache& cache, const MooncakeTrace& trace, const TraceRequest& r, RequestId id,
+                ReplayResult& out) {
   const ReplayConfig& config = out.config;
   const bool simple = config.mode == ReplayMode::simple;
+  const auto ids = trace.blocks_of(r);
   std::uint64_t resident = 0;  // before the request touches anything
   for (const BlockHash& h : ids) resident += cache.find(h).has_value();
   // vllm: only blocks fully covered by the prompt carry a hash.
-  const auto hashed =
-      simple ? ids
-             : ids.first(std::min<std::size_t>(ids.size(), r.input_length / config.block_tokens));
+  const auto hashed = simple ? ids : trace.full_blocks_of(r, config.block_tokens);
   Request request = Request::with_hashes(id, r.input_length, hashed);
   if (simple) request.max_hit_tokens = r.input_length;  // no hit cap
   const auto admitted = cache.allocate(request);
@@ -136,7 +135,7 @@ ReplayResult replay_trace(const MooncakeTrace& trace, const ReplayConfig& config
     ++out.shard_requests[shard];
     out.total_blocks += ids.size();
     out.total_tokens += r.input_length;
-    replay_one(caches[shard], r, ids, RequestId{next_id++}, out);
+    replay_one(caches[shard], trace, r, RequestId{next_id++}, out);
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;

@@ -14,6 +14,7 @@
 // Any thread; the result is a plain value.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <stdexcept>
@@ -49,6 +50,13 @@ struct MooncakeTrace {
 
   std::span<const BlockHash> blocks_of(const TraceRequest& r) const noexcept {
     return {blocks.data() + r.first_block, r.block_count};
+  }
+  /// The ids of the blocks the prompt covers fully (the last id is a partial
+  /// block unless input_length is a multiple of block_tokens): what a
+  /// vLLM-like engine hashes and caches. Precondition: block_tokens >= 1.
+  std::span<const BlockHash> full_blocks_of(const TraceRequest& r,
+                                            std::uint32_t block_tokens) const noexcept {
+    return blocks_of(r).first(std::min<std::size_t>(r.block_count, r.input_length / block_tokens));
   }
   std::uint64_t total_tokens() const noexcept;
 };
