@@ -5,9 +5,12 @@ set -euo pipefail
 
 KVSCOPE_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libasio-dev libxxhash-dev libconcurrentqueue-dev libfmt-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev
+  libasio-dev libxxhash-dev libconcurrentqueue-dev libfmt-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libhttp-parser-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+# Tools some scripts need on top (e.g. .ci/run: prometheus; wrk-load.sh: wrk curl).
+read -r -a extra <<< "${KVSCOPE_EXTRA_PACKAGES:-}"
+KVSCOPE_PACKAGES+=("${extra[@]}")
 
 missing=()
 for pkg in "${KVSCOPE_PACKAGES[@]}"; do

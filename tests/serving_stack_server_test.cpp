@@ -1,0 +1,432 @@
+// The serving-stack example end to end, in-process: a Runtime, the
+// GenerateService and the HttpServer on a loopback port, driven by a
+// blocking HTTP client.
+// g++ 12 false positives in libstdc++ inlined into this file: -Wrestrict in
+// std::string concatenation at -O3 (GCC bug 105329), -Wmaybe-uninitialized
+// under ASan at -O2 (GCC bug 105562).
+#pragma GCC diagnostic ignored "-Wrestrict"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/read_until.hpp>
+#include <asio/use_future.hpp>
+#include <chrono>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "generate_service.hpp"
+#include "http_client.hpp"
+#include "http_server.hpp"
+#include "prometheus_parser.hpp"
+#include "test_util.hpp"
+
+namespace serving_stack {
+namespace {
+
+using kvscope::testing_util::http_exchange;
+using kvscope::testing_util::http_request;
+using kvscope::testing_util::HttpReply;
+using kvscope::testing_util::PromParser;
+using Json = nlohmann::json;
+
+ServiceConfig instant_service() {
+  ServiceConfig config;
+  config.prefill_per_token = std::chrono::nanoseconds(0);
+  config.decode_per_token = std::chrono::nanoseconds(0);
+  return config;
+}
+
+kvscope::RuntimeConfig small_runtime(std::uint32_t blocks = 256) {
+  kvscope::RuntimeConfig config;
+  config.shards = 2;
+  config.cache.num_blocks = blocks;
+  config.cache.block_size = 16;
+  config.snapshot_interval = std::chrono::milliseconds(10);
+  return config;
+}
+
+std::string tokens_body(std::uint32_t n, kvscope::TokenId first, const std::string& extra = "") {
+  Json body = {{"tokens", kvscope::testing_util::seq(n, first)}};
+  if (!extra.empty()) body.update(Json::parse(extra));
+  return body.dump();
+}
+
+/// Waits (up to 10 s) for `condition`; false if it never held.
+template <class Condition>
+bool eventually(Condition condition) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+/// A connected client socket whose reads give up after 10 s.
+struct RawClient {
+  asio::io_context io;
+  asio::ip::tcp::socket socket{io};
+
+  explicit RawClient(std::uint16_t port) {
+    socket.connect({asio::ip::make_address("127.0.0.1"), port});
+    const timeval timeout{10, 0};
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  }
+  void send(const std::string& bytes) { asio::write(socket, asio::buffer(bytes)); }
+  /// Reads until `marker` has arrived; returns everything read.
+  std::string read_until(std::string_view marker) {
+    std::string got;
+    asio::read_until(socket, asio::dynamic_buffer(got), marker);
+    return got;
+  }
+  /// Reads until the server closes; returns what arrived before.
+  std::string read_to_eof(std::error_code& error) {
+    std::string got;
+    asio::read(socket, asio::dynamic_buffer(got), error);
+    return got;
+  }
+};
+
+class ServingStackServer : public ::testing::Test {
+ protected:
+  void start(kvscope::RuntimeConfig runtime_config = small_runtime(),
+             ServiceConfig service_config = instant_service(), ServerConfig server_config = {}) {
+    server_config.port = 0;
+    runtime_ = std::make_unique<kvscope::Runtime>(std::move(runtime_config));
+    runtime_->start();
+    service_ = std::make_unique<GenerateService>(*runtime_, service_config);
+    std::vector<asio::any_io_executor> executors;
+    for (kvscope::ShardId s = 0; s < runtime_->shard_count(); ++s)
+      executors.emplace_back(runtime_->shard_executor(s));
+    auto handler = [this](HttpRequest request) { return service_->handle(std::move(request)); };
+    auto count = [this](int status) { service_->count_response(status); };
+    server_ =
+        std::make_unique<HttpServer>(io_, std::move(executors), server_config, handler, count);
+    server_->start();
+    io_thread_ = std::thread([this] { io_.run(); });
+  }
+
+  /// Graceful shutdown; returns once it completed.
+  void shutdown() {
+    if (!io_thread_.joinable()) return;
+    auto done = asio::co_spawn(io_, server_->shutdown(), asio::use_future);
+    done.get();
+    io_thread_.join();
+  }
+
+  void TearDown() override {
+    shutdown();
+    if (runtime_) runtime_->stop();
+  }
+
+  std::uint16_t port() const { return server_->port(); }
+
+  HttpReply generate(const std::string& body) {
+    return http_request(port(), "POST", "/v1/generate", body);
+  }
+
+  Json generate_ok(const std::string& body) {
+    const HttpReply reply = generate(body);
+    EXPECT_EQ(reply.status, 200) << reply.body;
+    return Json::parse(reply.body);
+  }
+
+  /// Every shard's cache state, read on its own thread.
+  std::vector<kvscope::testing_util::Snapshot> cache_state() {
+    std::vector<kvscope::testing_util::Snapshot> state;
+    for (kvscope::ShardId s = 0; s < runtime_->shard_count(); ++s) {
+      auto read = [](kvscope::MeteredPrefixCache& cache, kvscope::MultiLevelCacheMetrics&) {
+        return kvscope::Result<kvscope::testing_util::Snapshot>(
+            kvscope::testing_util::Snapshot::of(cache.cache()));
+      };
+      state.push_back(*runtime_->with_shard(s, read, asio::use_future).get());
+    }
+    return state;
+  }
+
+  std::size_t live_requests() {
+    std::size_t live = 0;
+    for (const auto& shard : cache_state()) live += shard.num_requests;
+    return live;
+  }
+
+  /// A snapshot that began after everything completed so far.
+  kvscope::SnapshotPtr settled_snapshot() {
+    const std::uint64_t now = runtime_->snapshot()->sequence;
+    return runtime_->next_snapshot(now + 1, asio::use_future).get();
+  }
+
+  std::unique_ptr<kvscope::Runtime> runtime_;
+  std::unique_ptr<GenerateService> service_;
+  asio::io_context io_;
+  std::unique_ptr<HttpServer> server_;
+  std::thread io_thread_;
+};
+
+TEST_F(ServingStackServer, RepeatedPromptHitsItsCachedPrefix) {
+  start();
+  const std::string body = tokens_body(64, 1000, R"({"max_tokens": 16})");
+  const Json first = generate_ok(body);
+  EXPECT_EQ(first["prompt_tokens"], 64);
+  EXPECT_EQ(first["cached_tokens"], 0);
+  EXPECT_EQ(first["generated_tokens"], 16);
+  EXPECT_EQ(first["blocks"], 5);  // (64 + 16) / 16
+  EXPECT_EQ(first["finish_reason"], "length");
+  const auto tokens = kvscope::testing_util::seq(64, 1000);
+  const auto routed = kvscope::Request::with_tokens(kvscope::RequestId{0}, tokens);
+  EXPECT_EQ(first["shard"], runtime_->route(routed));
+
+  const Json second = generate_ok(body);
+  EXPECT_EQ(second["cached_tokens"], 48);  // 4 cached blocks, capped at 63 tokens: 3 blocks
+  EXPECT_EQ(second["shard"], first["shard"]);
+  EXPECT_NE(second["request_id"], first["request_id"]);
+  EXPECT_EQ(live_requests(), 0u);  // every generation freed its blocks
+}
+
+TEST_F(ServingStackServer, PromptTextUsesTheTokenizer) {
+  start();
+  std::string prompt;
+  for (int i = 0; i < 40; ++i) prompt += "word" + std::to_string(i) + " ";
+  const std::string body = Json{{"prompt", prompt}, {"max_tokens", 0}}.dump();
+  EXPECT_EQ(generate_ok(body)["prompt_tokens"], 40);
+  EXPECT_EQ(generate_ok(body)["cached_tokens"], 32);
+}
+
+TEST_F(ServingStackServer, TenantsNeverShareBlocks) {
+  start();
+  EXPECT_EQ(generate_ok(tokens_body(64, 0, R"({"tenant":"a"})"))["cached_tokens"], 0);
+  EXPECT_EQ(generate_ok(tokens_body(64, 0, R"({"tenant":"a"})"))["cached_tokens"], 48);
+  EXPECT_EQ(generate_ok(tokens_body(64, 0, R"({"tenant":"b"})"))["cached_tokens"], 0);
+  EXPECT_EQ(generate_ok(tokens_body(64, 0))["cached_tokens"], 0);  // no tenant: no salt
+  // Named in the exports after a snapshot.
+  const auto snapshot = settled_snapshot();
+  EXPECT_TRUE(snapshot->global.prefixes.tenants.contains("a"));
+  EXPECT_TRUE(snapshot->global.prefixes.tenants.contains("b"));
+}
+
+TEST_F(ServingStackServer, RefusedRequestsAnswer4xxAndChangeNothing) {
+  ServerConfig server;
+  server.limits.max_body_bytes = 64 * 1024;
+  start(small_runtime(), instant_service(), server);
+  generate_ok(tokens_body(40, 0));  // some cached state to protect
+  const auto before = cache_state();
+
+  EXPECT_EQ(generate("{not json").status, 400);
+  EXPECT_EQ(generate(R"({"tokens":[1,2],"bogus":1})").status, 400);
+  EXPECT_EQ(generate(R"({"tokens":[]})").status, 400);
+  EXPECT_EQ(generate(R"({"tokens":[1,2],"max_tokens":100000})").status, 400);
+  const HttpReply too_big = generate(tokens_body(3000, 0));  // a shard holds 128 blocks of 16
+  EXPECT_EQ(too_big.status, 422) << too_big.body;
+  EXPECT_NE(too_big.body.find("3000 tokens"), std::string::npos) << too_big.body;
+  EXPECT_EQ(generate(std::string(1024 * 1024, ' ')).status, 413);  // answered before it is read
+  EXPECT_EQ(http_request(port(), "GET", "/nowhere").status, 404);
+  const HttpReply wrong_method = http_request(port(), "GET", "/v1/generate");
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_EQ(wrong_method.header("Allow"), "POST");
+  EXPECT_EQ(http_request(port(), "DELETE", "/metrics").status, 405);
+  const auto malformed = http_exchange(port(), "NOT HTTP AT ALL\r\n\r\n");
+  ASSERT_EQ(malformed.size(), 1u);
+  EXPECT_EQ(malformed[0].status, 400);
+  EXPECT_EQ(malformed[0].header("Connection"), "close");
+  const Json error = Json::parse(generate("[]").body);
+  EXPECT_EQ(error["error"]["status"], 400);
+  EXPECT_FALSE(error["error"]["message"].get<std::string>().empty());
+
+  const auto after = cache_state();
+  ASSERT_EQ(before.size(), after.size());
+  for (std::size_t s = 0; s < before.size(); ++s) {
+    SCOPED_TRACE("shard " + std::to_string(s));
+    kvscope::testing_util::expect_unchanged(before[s], after[s]);
+  }
+}
+
+TEST_F(ServingStackServer, FullPoolAnswers503WithRetryAfter) {
+  ServiceConfig service = instant_service();
+  service.admit_retries = 2;
+  service.retry_backoff = std::chrono::milliseconds(1);
+  service.decode_per_token = std::chrono::milliseconds(20);
+  kvscope::RuntimeConfig runtime = small_runtime(8);
+  runtime.shards = 1;
+  start(runtime, service);
+  // The first request holds 4 of the 8 blocks while it decodes (~300 ms).
+  auto holder = std::async(
+      std::launch::async, [this] { return generate(tokens_body(64, 0, R"({"max_tokens": 15})")); });
+  ASSERT_TRUE(eventually([this] { return live_requests() == 1; }));
+  const HttpReply busy = generate(tokens_body(80, 5000));  // needs 5 blocks: 4 free
+  EXPECT_EQ(busy.status, 503) << busy.body;
+  EXPECT_EQ(busy.header("Retry-After"), "1");
+  EXPECT_EQ(holder.get().status, 200);
+  EXPECT_EQ(generate(tokens_body(80, 5000)).status, 200);  // the pool recovered
+}
+
+TEST_F(ServingStackServer, KeepAliveServesPipelinedRequestsInOrder) {
+  start();
+  const std::string body = tokens_body(32, 77);
+  const std::string post =
+      "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  const auto replies =
+      http_exchange(port(), post + post + "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(Json::parse(replies[0].body)["cached_tokens"], 0);
+  EXPECT_EQ(Json::parse(replies[1].body)["cached_tokens"], 16);
+  EXPECT_EQ(replies[1].header("Connection"), "");  // still kept alive
+  EXPECT_EQ(Json::parse(replies[2].body)["status"], "ok");
+  EXPECT_EQ(replies[2].header("Connection"), "close");
+}
+
+TEST_F(ServingStackServer, ExpectContinueGetsAnInterimResponse) {
+  start();
+  const std::string body = tokens_body(20, 1);
+  RawClient client(port());
+  client.send(
+      "POST /v1/generate HTTP/1.1\r\nExpect: 100-continue\r\nConnection: close\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n");
+  EXPECT_EQ(client.read_until("\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+  client.send(body);
+  std::error_code error;
+  const auto replies = kvscope::testing_util::parse_http_responses(client.read_to_eof(error));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].status, 200);
+}
+
+TEST_F(ServingStackServer, MetricsAndSnapshotMatchWhatClientsWereTold) {
+  start();
+  // Four client threads, shared prefixes per tenant: concurrent handlers on both shards.
+  std::atomic<std::uint64_t> prompt_tokens{0}, cached_tokens{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 25; ++i) {
+        const std::string tenant = "t" + std::to_string((c + i) % 3);
+        auto tokens = kvscope::testing_util::seq(48, 0);
+        const auto suffix = kvscope::testing_util::seq(5 + i % 7, 100'000 + 100 * c + i);
+        tokens.insert(tokens.end(), suffix.begin(), suffix.end());
+        const HttpReply reply =
+            generate(Json{{"tokens", tokens}, {"tenant", tenant}, {"max_tokens", i % 20}}.dump());
+        ASSERT_EQ(reply.status, 200) << reply.body;
+        const Json outcome = Json::parse(reply.body);
+        prompt_tokens += outcome["prompt_tokens"].get<std::uint64_t>();
+        cached_tokens += outcome["cached_tokens"].get<std::uint64_t>();
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_GT(cached_tokens.load(), 0u);
+
+  const auto snapshot = settled_snapshot();
+  EXPECT_EQ(snapshot->global.total.fresh.query_tokens, prompt_tokens.load());
+  EXPECT_EQ(snapshot->global.total.fresh.hit_tokens, cached_tokens.load());
+
+  const HttpReply metrics = http_request(port(), "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(metrics.header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const auto families = PromParser::parse(metrics.body);
+  double hits = 0, queries = 0;
+  for (const auto& s : PromParser::find(families, "kvscope_prefix_cache_hits_total").samples)
+    hits += s.value;
+  for (const auto& s : PromParser::find(families, "kvscope_prefix_cache_queries_total").samples)
+    queries += s.value;
+  EXPECT_EQ(hits, static_cast<double>(cached_tokens.load()));
+  EXPECT_EQ(queries, static_cast<double>(prompt_tokens.load()));
+  EXPECT_GE(PromParser::value(families, "serving_stack_http_responses_total",
+                              "serving_stack_http_responses_total", {{"code", "200"}}),
+            100.0);
+
+  const HttpReply snapshot_page = http_request(port(), "GET", "/snapshot");
+  ASSERT_EQ(snapshot_page.status, 200);
+  const Json json = Json::parse(snapshot_page.body);
+  EXPECT_GE(json["sequence"].get<std::uint64_t>(), snapshot->sequence);
+  EXPECT_EQ(json["shards"].size(), 2u);
+  EXPECT_EQ(live_requests(), 0u);
+}
+
+TEST_F(ServingStackServer, HealthzTurns503WhileDraining) {
+  start();
+  const HttpReply healthy = http_request(port(), "GET", "/healthz");
+  EXPECT_EQ(healthy.status, 200);
+  EXPECT_EQ(Json::parse(healthy.body)["shards"], 2);
+  service_->begin_draining();
+  const HttpReply draining = http_request(port(), "GET", "/healthz");
+  EXPECT_EQ(draining.status, 503);
+  EXPECT_EQ(Json::parse(draining.body)["status"], "draining");
+}
+
+TEST_F(ServingStackServer, ConnectionLimitRefusesTheExtraConnection) {
+  ServerConfig server;
+  server.max_connections = 1;
+  start(small_runtime(), instant_service(), server);
+  {
+    RawClient first(port());  // admitted once it has been answered
+    first.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_NE(first.read_until("}").find("200 OK"), std::string::npos);
+    const HttpReply refused = http_request(port(), "GET", "/healthz");
+    EXPECT_EQ(refused.status, 503);
+    EXPECT_NE(refused.body.find("too many connections"), std::string::npos);
+  }
+  ASSERT_TRUE(eventually([this] { return server_->open_connections() == 0; }));
+  EXPECT_EQ(http_request(port(), "GET", "/healthz").status, 200);
+}
+
+TEST_F(ServingStackServer, SlowClientIsClosedAfterTheIdleTimeout) {
+  ServerConfig server;
+  server.idle_timeout = std::chrono::milliseconds(50);
+  start(small_runtime(), instant_service(), server);
+  RawClient slow(port());
+  slow.send("POST /v1/generate HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"tok");  // and stalls
+  std::error_code error;
+  EXPECT_EQ(slow.read_to_eof(error), "");
+  EXPECT_EQ(error, asio::error::eof);
+  EXPECT_EQ(live_requests(), 0u);
+}
+
+TEST_F(ServingStackServer, ShutdownFinishesRequestsInFlightAndClosesIdleConnections) {
+  ServiceConfig service = instant_service();
+  service.decode_per_token = std::chrono::milliseconds(5);
+  start(small_runtime(), service);
+  RawClient idle(port());
+  idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  idle.read_until("}");  // answered, kept alive, now idle
+
+  RawClient busy(port());
+  const std::string body = tokens_body(32, 9, R"({"max_tokens": 40})");  // ~200 ms of decode
+  busy.send("POST /v1/generate HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\n\r\n" + body);
+  ASSERT_TRUE(eventually([this] { return live_requests() == 1; }));
+
+  shutdown();  // returns once every connection is gone
+  std::error_code error;
+  const auto replies = kvscope::testing_util::parse_http_responses(busy.read_to_eof(error));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].status, 200);
+  EXPECT_EQ(Json::parse(replies[0].body)["generated_tokens"], 40);
+  EXPECT_EQ(replies[0].header("Connection"), "close");
+  EXPECT_EQ(idle.read_to_eof(error), "");  // closed without a response
+  EXPECT_EQ(server_->open_connections(), 0u);
+  EXPECT_EQ(live_requests(), 0u);
+  asio::io_context io;
+  asio::ip::tcp::socket late(io);
+  late.connect({asio::ip::make_address("127.0.0.1"), port()}, error);
+  EXPECT_TRUE(error) << "the listener should be closed";
+}
+
+TEST(ServingStackConfig, BadConfigurationThrowsWithTheField) {
+  ServerConfig server;
+  server.max_connections = 0;
+  EXPECT_THROW(server.validate(), std::invalid_argument);
+  ServiceConfig service;
+  service.limits.default_new_tokens = service.limits.max_new_tokens + 1;
+  try {
+    service.validate();
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("default_new_tokens"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace serving_stack
