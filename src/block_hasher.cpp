@@ -73,9 +73,17 @@ void validate_extra_keys(const ExtraKeys& extras) {
   }
 }
 
-BlockHasher::BlockHasher(std::uint32_t block_size, HashSeed seed)
+BlockHasher::BlockHasher(std::uint32_t block_size, HashSeed seed, std::uint32_t hash_bits)
     : block_size_(block_size), secret_(seed.secret) {
   if (block_size == 0) throw std::invalid_argument("kvscope: block_size must be at least 1");
+  if (hash_bits < 8 || hash_bits > 128) {
+    throw std::invalid_argument("kvscope: hash_bits must be in 8..128, got " +
+                                std::to_string(hash_bits));
+  }
+  const auto low_ones = [](std::uint32_t bits) {
+    return bits >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1;
+  };
+  keep_bits_ = BlockHash{hash_bits > 64 ? low_ones(hash_bits - 64) : 0, low_ones(hash_bits)};
   root_ = to_block_hash(XXH3_128bits_withSeed(kRootLabel.data(), kRootLabel.size(), secret_));
   scratch_.resize(sizeof(BlockHash) + block_size * sizeof(TokenId) + 64);
 }
@@ -106,7 +114,8 @@ BlockHash BlockHasher::hash_block(BlockHash parent, std::span<const TokenId> blo
     out.value(kTagEmbeddings);
     out.hash(*extras.embeddings_digest);
   }
-  return to_block_hash(XXH3_128bits_withSeed(out.data(), out.size(), secret_));
+  const BlockHash full = to_block_hash(XXH3_128bits_withSeed(out.data(), out.size(), secret_));
+  return BlockHash{full.high & keep_bits_.high, full.low & keep_bits_.low};
 }
 
 void BlockHasher::extend_hashes(std::span<const TokenId> tokens, const ExtraKeys& extras,

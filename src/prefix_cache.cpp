@@ -33,6 +33,7 @@ struct PrefixCache::RequestState {
   std::uint32_t num_tokens = 0;
   std::uint32_t hashed_blocks = 0;
   BlockHash last_hash;  // parent of the next block to be hashed
+  BlockHash last_fingerprint;  // the same in the verification chain (verify_tokens)
   std::vector<TokenId> partial;
   ExtraKeys extras;
   bool hash_mode = false;
@@ -47,6 +48,14 @@ std::uint32_t blocks_for(std::uint64_t tokens, std::uint32_t block_size) {
   return static_cast<std::uint32_t>((tokens + block_size - 1) / block_size);
 }
 
+// The verification chain is keyed apart from the block-hash chain, so a
+// collision in one says nothing about the other.
+HashSeed fingerprint_seed(HashSeed seed) { return HashSeed{seed.secret ^ 0x9e37'79b9'7f4a'7c15}; }
+
+// A stored fingerprint: 64 bits of the verification chain, never 0 (0 marks
+// a block without one).
+std::uint64_t stored_fingerprint(const BlockHash& chain) { return chain.low | 1; }
+
 }  // namespace
 
 void PrefixCacheConfig::validate() const {
@@ -56,6 +65,10 @@ void PrefixCacheConfig::validate() const {
                                 std::to_string(num_blocks));
   }
   if (block_size == 0) throw std::invalid_argument("kvscope: block_size must be at least 1");
+  if (hash_bits < 8 || hash_bits > 128) {
+    throw std::invalid_argument("kvscope: hash_bits must be in 8..128, got " +
+                                std::to_string(hash_bits));
+  }
   if (!(s3fifo_small_ratio > 0.0 && s3fifo_small_ratio < 1.0)) {
     throw std::invalid_argument("kvscope: s3fifo_small_ratio must be in (0, 1), got " +
                                 std::to_string(s3fifo_small_ratio));
@@ -89,11 +102,13 @@ Request Request::with_hashes(RequestId id, std::uint32_t num_tokens,
 
 PrefixCache::PrefixCache(const PrefixCacheConfig& config)
     : config_((config.validate(), config)),
-      hasher_(config.block_size, config.hash_seed),
+      hasher_(config.block_size, config.hash_seed, config.hash_bits),
       blocks_(config.num_blocks),
       links_(blocks_.data()),
       index_(std::make_unique<detail::SlotTable>(config.num_blocks)),
-      policy_(detail::make_eviction_policy(config, blocks_.data())) {
+      policy_(detail::make_eviction_policy(config, blocks_.data())),
+      fingerprinter_(config.block_size, fingerprint_seed(config.hash_seed)) {
+  if (config.verify_tokens) fingerprints_.assign(config.num_blocks, 0);
   // Initially every block is free and uncached, reused in id order (vLLM).
   for (std::uint32_t b = 0; b < config.num_blocks; ++b) links_.push_back(uncached_, b);
 }
@@ -160,7 +175,8 @@ std::vector<BlockId> PrefixCache::free_queue() const {
 }
 
 std::size_t PrefixCache::metadata_bytes() const noexcept {
-  return blocks_.size() * sizeof(BlockMeta) + index_->memory_bytes() + policy_->memory_bytes();
+  return blocks_.size() * sizeof(BlockMeta) + index_->memory_bytes() + policy_->memory_bytes() +
+         fingerprints_.size() * sizeof(std::uint64_t);
 }
 
 PrefixCache::RequestState* PrefixCache::find_request(RequestId id) {
@@ -209,6 +225,26 @@ std::span<const BlockHash> PrefixCache::request_hashes(const Request& request) {
   return scratch_hashes_;
 }
 
+// The request's verification chain, one entry per hashed block; empty when
+// nothing is verified (verification off, or a hash-mode request). Call after
+// request_hashes(), whose block count it follows.
+std::span<const BlockHash> PrefixCache::request_fingerprints(const Request& request) {
+  if (!config_.verify_tokens || request.hash_mode()) return {};
+  scratch_fingerprints_.clear();
+  fingerprinter_.extend_hashes(request.tokens, request.extras, scratch_fingerprints_);
+  return scratch_fingerprints_;
+}
+
+// Whether resident `block` may serve block i of a request whose verification
+// chain is `fingerprints`: yes when nothing is verified or the block has no
+// fingerprint (cached from a precomputed hash), else only on equal fingerprints.
+bool PrefixCache::content_matches(std::uint32_t block, std::span<const BlockHash> fingerprints,
+                                  std::uint32_t i) const noexcept {
+  if (fingerprints.empty()) return true;
+  const std::uint64_t stored = fingerprints_[block];
+  return stored == 0 || stored == stored_fingerprint(fingerprints[i]);
+}
+
 std::uint32_t PrefixCache::eligible_hit_blocks(const Request& request, std::uint32_t hashed) const {
   const std::uint32_t tokens = request.token_count();
   const std::uint32_t cap = request.max_hit_tokens.value_or(tokens - 1);
@@ -218,7 +254,8 @@ std::uint32_t PrefixCache::eligible_hit_blocks(const Request& request, std::uint
 
 // Finds the cached prefix; leaves the hit block ids in scratch_resident_
 // (one slot per block of the request, kNoBlock past the prefix).
-LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHash> hashes) {
+LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHash> hashes,
+                                std::span<const BlockHash> fingerprints) {
   LookupResult result;
   const std::uint32_t tokens = request.token_count();
   result.total_blocks = blocks_for(tokens, block_size());
@@ -229,6 +266,11 @@ LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHas
   for (; hits < eligible; ++hits) {
     const auto block = find_block(hashes[hits]);
     if (!block) break;
+    if (!content_matches(block->value, fingerprints, hits)) [[unlikely]] {
+      ++stats_.verification_failures;
+      result.verification_failed = true;
+      break;
+    }
     scratch_resident_[hits] = block->value;
   }
   result.hit_blocks = hits;
@@ -250,7 +292,8 @@ LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHas
 
 Result<LookupResult> PrefixCache::lookup(const Request& request) {
   if (const auto shape = validate_shape(request); !shape) return shape.status();
-  const LookupResult result = probe(request, request_hashes(request));
+  const std::span<const BlockHash> hashes = request_hashes(request);
+  const LookupResult result = probe(request, hashes, request_fingerprints(request));
   QueryCounts& probes = stats_.probes;
   ++probes.requests;
   probes.query_tokens += request.token_count();
@@ -307,11 +350,13 @@ template <class Policy>
 template <class Policy>
 [[gnu::always_inline]] inline bool PrefixCache::cache_block(Policy& policy, BlockId id,
                                                             const BlockHash& hash,
-                                                            bool may_be_resident) {
+                                                            bool may_be_resident,
+                                                            std::uint64_t fingerprint) {
   if (may_be_resident && find_block(hash)) return false;
   BlockMeta& meta = blocks_[id.value];
   meta.hash = hash;
   meta.cached = true;
+  if (!fingerprints_.empty()) fingerprints_[id.value] = fingerprint;
   index_->insert(detail::fold(hash), id.value);
   policy.on_cached(id, hash);
   if (meta.watched) [[unlikely]]
@@ -407,14 +452,23 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
   if (request_slot_.contains(request.id)) return Status::duplicate_request;
 
   const std::span<const BlockHash> hashes = request_hashes(request);
+  const std::span<const BlockHash> fingerprints = request_fingerprints(request);
   AllocateResult result;
-  result.lookup = probe(request, hashes);
+  result.lookup = probe(request, hashes, fingerprints);
   const std::uint32_t total = result.lookup.total_blocks;
   const std::uint32_t hashed = result.lookup.hashed_blocks;
 
-  // Past the prefix, share any block whose hash is still resident.
+  // Past the prefix, share any block whose hash is still resident (and, when
+  // verifying, whose content matches; the probe already counted a mismatch
+  // at the prefix's end).
   for (std::uint32_t i = result.lookup.hit_blocks; i < hashed; ++i) {
-    if (const auto block = find_block(hashes[i])) scratch_resident_[i] = block->value;
+    const auto block = find_block(hashes[i]);
+    if (!block) continue;
+    if (content_matches(block->value, fingerprints, i)) {
+      scratch_resident_[i] = block->value;
+    } else if (i > result.lookup.hit_blocks || !result.lookup.verification_failed) {
+      ++stats_.verification_failures;
+    }
   }
   std::uint32_t needed_new = 0, needed_free_hits = 0;
   for (std::uint32_t i = 0; i < total; ++i) {
@@ -433,7 +487,7 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
 
   // Commit. Touch resident blocks first so that taking new blocks cannot
   // evict a block this request is about to share.
-  RequestState& state = open_request(request, hashes);
+  RequestState& state = open_request(request, hashes, fingerprints);
   state.blocks.resize(total);
   for (std::uint32_t i = 0; i < total; ++i) {
     if (scratch_resident_[i] == kNoBlock) continue;
@@ -445,9 +499,16 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
   for (std::uint32_t i = 0; i < total; ++i) {
     if (scratch_resident_[i] != kNoBlock) continue;
     state.blocks[i] = take_free_block(policy, result.evicted_blocks);
-    // Token-mode chains cannot repeat a hash within a request; caller-given
-    // hashes can, so only those need the duplicate probe.
-    if (i < hashed) cache_block(policy, state.blocks[i], hashes[i], request.hash_mode());
+    // Real token-mode chains cannot repeat a hash within a request; caller-
+    // given hashes can, a refused collision leaves its hash resident, and a
+    // weak test hash collides anywhere: only those need the duplicate probe.
+    if (i < hashed) {
+      const bool may_be_resident =
+          request.hash_mode() || config_.verify_tokens || config_.hash_bits < 128;
+      const std::uint64_t fingerprint =
+          fingerprints.empty() ? 0 : stored_fingerprint(fingerprints[i]);
+      cache_block(policy, state.blocks[i], hashes[i], may_be_resident, fingerprint);
+    }
   }
 
   block_references_ += total;
@@ -459,7 +520,8 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
 // block table. Keeps what decode growth needs: the chain's last hash and, in
 // token mode, the tokens after the last full block and the extra keys.
 PrefixCache::RequestState& PrefixCache::open_request(const Request& request,
-                                                     std::span<const BlockHash> hashes) {
+                                                     std::span<const BlockHash> hashes,
+                                                     std::span<const BlockHash> fingerprints) {
   std::uint32_t slot;
   if (free_request_slots_.empty()) {
     slot = static_cast<std::uint32_t>(request_states_.size());
@@ -474,6 +536,7 @@ PrefixCache::RequestState& PrefixCache::open_request(const Request& request,
   state.num_tokens = request.token_count();
   state.hashed_blocks = hashed;
   state.last_hash = hashed > 0 ? hashes.back() : hasher_.root();
+  state.last_fingerprint = fingerprints.empty() ? fingerprinter_.root() : fingerprints.back();
   state.hash_mode = request.hash_mode();
   state.sealed = state.hash_mode && hashed == blocks_for(state.num_tokens, block_size()) &&
                  state.num_tokens % block_size() != 0;
@@ -494,7 +557,8 @@ PrefixCache::RequestState& PrefixCache::open_request(const Request& request,
 template <class Policy>
 Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
                                        std::uint32_t num_new_tokens,
-                                       std::span<const BlockHash> completed) {
+                                       std::span<const BlockHash> completed,
+                                       std::span<const BlockHash> fingerprints) {
   const std::uint64_t new_total_tokens = std::uint64_t{state.num_tokens} + num_new_tokens;
   const std::uint64_t new_total_blocks = (new_total_tokens + block_size() - 1) / block_size();
   if (new_total_blocks > num_blocks()) return Status::request_too_large;
@@ -510,12 +574,15 @@ Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
   for (std::uint32_t i = 0; i < extra; ++i) {
     state.blocks.push_back(take_free_block(policy, result.evicted_blocks));
   }
-  for (const BlockHash& hash : completed) {
-    if (cache_block(policy, state.blocks[state.hashed_blocks], hash, true)) {
+  for (std::size_t k = 0; k < completed.size(); ++k) {
+    const std::uint64_t fingerprint =
+        fingerprints.empty() ? 0 : stored_fingerprint(fingerprints[k]);
+    if (cache_block(policy, state.blocks[state.hashed_blocks], completed[k], true, fingerprint)) {
       ++result.cached_blocks;
     }
     ++state.hashed_blocks;
-    state.last_hash = hash;
+    state.last_hash = completed[k];
+    if (!fingerprints.empty()) state.last_fingerprint = fingerprints[k];
   }
   state.num_tokens = static_cast<std::uint32_t>(new_total_tokens);
   result.num_tokens = state.num_tokens;
@@ -540,17 +607,25 @@ Result<AppendResult> PrefixCache::append(RequestId id, std::span<const TokenId> 
   scratch_tokens_.insert(scratch_tokens_.end(), tokens.begin(), tokens.end());
   const std::size_t completed = scratch_tokens_.size() / block_size();
   scratch_hashes_.clear();
+  scratch_fingerprints_.clear();
   BlockHash parent = state->last_hash;
+  BlockHash fingerprint_parent = state->last_fingerprint;
   for (std::size_t k = 0; k < completed; ++k) {
     const auto block_tokens =
         std::span<const TokenId>(scratch_tokens_).subspan(k * block_size(), block_size());
-    parent = hasher_.hash_block(parent, block_tokens, state->extras,
-                                state->hashed_blocks + static_cast<std::uint32_t>(k));
+    const auto index = state->hashed_blocks + static_cast<std::uint32_t>(k);
+    parent = hasher_.hash_block(parent, block_tokens, state->extras, index);
     scratch_hashes_.push_back(parent);
+    if (config_.verify_tokens) {
+      fingerprint_parent =
+          fingerprinter_.hash_block(fingerprint_parent, block_tokens, state->extras, index);
+      scratch_fingerprints_.push_back(fingerprint_parent);
+    }
   }
   const auto num_new = static_cast<std::uint32_t>(tokens.size());
-  auto result =
-      with_policy([&](auto& policy) { return grow(policy, *state, num_new, scratch_hashes_); });
+  auto result = with_policy([&](auto& policy) {
+    return grow(policy, *state, num_new, scratch_hashes_, scratch_fingerprints_);
+  });
   if (result) {
     state->partial.assign(scratch_tokens_.begin() + completed * block_size(),
                           scratch_tokens_.end());
@@ -573,7 +648,7 @@ Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_
   const bool seals = total != full && new_hashes.size() == completing + 1;
   if (new_hashes.size() != completing && !seals) return Status::invalid_hashes;
   auto result =
-      with_policy([&](auto& policy) { return grow(policy, *state, num_new_tokens, new_hashes); });
+      with_policy([&](auto& policy) { return grow(policy, *state, num_new_tokens, new_hashes, {}); });
   if (result && seals) state->sealed = true;
   return result;
 }

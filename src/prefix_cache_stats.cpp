@@ -26,6 +26,7 @@ void each_field(PrefixCacheStats& a, const PrefixCacheStats& b, Fn fn) {
   fn(a.evictions, b.evictions);
   fn(a.resets, b.resets);
   fn(a.reset_evictions, b.reset_evictions);
+  fn(a.verification_failures, b.verification_failures);
 }
 
 constexpr auto kAdd = [](auto& to, const auto& from) { to += from; };
@@ -68,6 +69,7 @@ nlohmann::json detail::stats_json(const PrefixCacheStats& s) {
   j["evictions"] = s.evictions;
   j["resets"] = s.resets;
   j["reset_evictions"] = s.reset_evictions;
+  j["verification_failures"] = s.verification_failures;
   return j;
 }
 

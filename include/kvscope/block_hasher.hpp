@@ -69,8 +69,12 @@ struct HashSeed {
 /// Computes chained block hashes for one block size and seed.
 class BlockHasher {
  public:
-  /// Throws std::invalid_argument if block_size is 0.
-  explicit BlockHasher(std::uint32_t block_size, HashSeed seed = {});
+  /// `hash_bits` < 128 keeps only the low `hash_bits` bits of every block
+  /// hash (the chain continues from the truncated value): a deliberately weak
+  /// hash, so tests can craft collisions. 128 (the default) is the real hash.
+  /// Throws std::invalid_argument if block_size is 0 or hash_bits is not in 8..128.
+  explicit BlockHasher(std::uint32_t block_size, HashSeed seed = {},
+                       std::uint32_t hash_bits = 128);
 
   std::uint32_t block_size() const noexcept { return block_size_; }
   /// Parent hash of block 0: XXH3-128 of "kvscope/chain-root/v1" keyed by the secret.
@@ -92,6 +96,7 @@ class BlockHasher {
  private:
   std::uint32_t block_size_;
   std::uint64_t secret_;
+  BlockHash keep_bits_;  // mask applied to every block hash (all ones at 128 bits)
   BlockHash root_;
   std::vector<unsigned char> scratch_;
 };

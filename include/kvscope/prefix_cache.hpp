@@ -56,6 +56,20 @@ struct PrefixCacheConfig {
   EvictionPolicyKind policy = EvictionPolicyKind::lru;
   HashSeed hash_seed{};             ///< secret key of the hash chain (0 = public default)
   double s3fifo_small_ratio = 0.1;  ///< S3-FIFO small-queue share of the pool; (0, 1)
+  /// Verify content on every hit (collision defence). Each cached block also
+  /// keeps a 64-bit fingerprint from a second, independently keyed hash
+  /// chain over the same tokens and extra keys; a resident hash whose
+  /// fingerprint differs from the request's is a hash collision: it is
+  /// counted in stats().verification_failures and treated as a miss (the
+  /// request gets its own, private block). Costs a second hash per block and
+  /// 8 bytes per block. Token mode only: blocks cached from precomputed
+  /// hashes carry no fingerprint and are trusted, and hash-mode requests are
+  /// not verified (the caller owns their hashes).
+  bool verify_tokens = false;
+  /// Tests only: keep this many low bits of each token-mode block hash
+  /// (8..128), a weak hash with which collisions can be crafted. 128 in
+  /// production.
+  std::uint32_t hash_bits = 128;
 
   void validate() const;
 };
@@ -111,6 +125,9 @@ struct LookupResult {
   /// Hash of the first block that missed; meaningful only when stop is
   /// not_resident (refault checks).
   BlockHash first_miss_hash;
+  /// With verify_tokens: the first miss was a resident hash whose content
+  /// fingerprint differs (a collision refused), not an absent hash.
+  bool verification_failed = false;
 };
 
 struct AllocateResult {
@@ -295,9 +312,14 @@ class PrefixCache {
   Result<void> validate_shape(const Request& request) const;
   std::span<const BlockHash> request_hashes(const Request& request);
   std::uint32_t eligible_hit_blocks(const Request& request, std::uint32_t hashed) const;
-  LookupResult probe(const Request& request, std::span<const BlockHash> hashes);
+  std::span<const BlockHash> request_fingerprints(const Request& request);
+  bool content_matches(std::uint32_t block, std::span<const BlockHash> fingerprints,
+                       std::uint32_t i) const noexcept;
+  LookupResult probe(const Request& request, std::span<const BlockHash> hashes,
+                     std::span<const BlockHash> fingerprints);
   void record_admission(const Request& request, const LookupResult& lookup);
-  RequestState& open_request(const Request& request, std::span<const BlockHash> hashes);
+  RequestState& open_request(const Request& request, std::span<const BlockHash> hashes,
+                             std::span<const BlockHash> fingerprints);
   // The hot paths are templates over the concrete policy (see src/eviction/).
   template <class Fn>
   decltype(auto) with_policy(Fn&& fn);
@@ -305,7 +327,8 @@ class PrefixCache {
   Result<AllocateResult> allocate_with(Policy& policy, const Request& request);
   template <class Policy>
   Result<AppendResult> grow(Policy& policy, RequestState& state, std::uint32_t num_new_tokens,
-                            std::span<const BlockHash> completed);
+                            std::span<const BlockHash> completed,
+                            std::span<const BlockHash> fingerprints);
   template <class Policy>
   Result<FreeResult> free_with(Policy& policy, RequestId id, FreeOrder order);
   template <class Policy>
@@ -313,7 +336,8 @@ class PrefixCache {
   template <class Policy>
   void touch(Policy& policy, BlockId id);
   template <class Policy>
-  bool cache_block(Policy& policy, BlockId id, const BlockHash& hash, bool may_be_resident);
+  bool cache_block(Policy& policy, BlockId id, const BlockHash& hash, bool may_be_resident,
+                   std::uint64_t fingerprint);
   template <class Policy>
   void release(Policy& policy, BlockId id);
   void begin_operation() noexcept { event_time_known_ = false; }
@@ -344,6 +368,12 @@ class PrefixCache {
   std::vector<std::uint32_t>
       scratch_resident_;  // per block of a request: resident block id or none
   std::vector<TokenId> scratch_tokens_;
+  // Content verification (config_.verify_tokens): the second hash chain and
+  // one fingerprint per block (0: none, the block was cached from a
+  // precomputed hash). Empty when verification is off.
+  BlockHasher fingerprinter_;
+  std::vector<std::uint64_t> fingerprints_;
+  std::vector<BlockHash> scratch_fingerprints_;  // the request's second chain
   PrefixCacheStats stats_;
   std::uint64_t block_references_ = 0;
   // Observer state (see ObserverOptions).

@@ -44,6 +44,9 @@ struct PrefixCacheStats {
   std::uint64_t evictions = 0;            ///< cached blocks un-hashed because the pool reused them
   std::uint64_t resets = 0;               ///< successful reset() calls
   std::uint64_t reset_evictions = 0;      ///< cached blocks un-hashed by reset()
+  /// With verify_tokens: resident hashes refused because the block's content
+  /// fingerprint differed (hash collisions caught), counted per probe.
+  std::uint64_t verification_failures = 0;
 
   PrefixCacheStats& operator+=(const PrefixCacheStats& other) noexcept;
   /// Precondition: every counter of other <= this one's (window bookkeeping).
@@ -56,7 +59,7 @@ struct PrefixCacheStats {
   /// One JSON object: {"requests", "queries", "hits", "query_blocks",
   /// "hit_blocks", "hit_rate", "block_hit_rate", "preempted": {...},
   /// "probes": {...}, "allocation_failures", "evictions", "resets",
-  /// "reset_evictions"}.
+  /// "reset_evictions", "verification_failures"}.
   /// queries/hits are tokens.
   std::string to_json() const;
 };

@@ -217,6 +217,10 @@ void write_prometheus(PrometheusWriter& out, const ShardSnapshot& s, const Prome
   out.counter("kvscope_prefix_cache_allocation_failures_total",
               "Allocations refused for lack of free blocks", labels,
               as_double(s.total.allocation_failures));
+  out.counter("kvscope_prefix_cache_verification_failures_total",
+              "Resident hashes refused because the block's content fingerprint differed "
+              "(collisions caught; verify_tokens only)",
+              labels, as_double(s.total.verification_failures));
   const EvictionCounts evictions = s.evictions();
   for (std::size_t r = 0; r < kEvictionReasonCount; ++r) {
     out.counter("kvscope_prefix_cache_evictions_total", "Cached blocks un-hashed, by reason",

@@ -128,7 +128,7 @@ void ShardMetrics::record_admission(const Request& request, const AllocateResult
     request_window_.observe(QueryCounts{1, request.token_count(), lookup.hit_tokens,
                                         lookup.total_blocks, lookup.hit_blocks});
   }
-  if (residency_ && lookup.stop == LookupStop::not_resident) {
+  if (residency_ && lookup.stop == LookupStop::not_resident && !lookup.verification_failed) {
     residency_->check_refault(lookup.first_miss_hash);
   }
   if (miss_ratio_) {
