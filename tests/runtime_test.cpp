@@ -20,12 +20,15 @@
 #include <vector>
 
 #include "prometheus_parser.hpp"
+#include "runtime_test_util.hpp"
 #include "test_util.hpp"
 
 namespace kvscope {
 namespace {
 
 using namespace std::chrono_literals;
+using testing_util::Callers;
+using testing_util::ClientTally;
 using testing_util::seq;
 
 RuntimeConfig small_config(std::uint32_t shards, std::uint32_t blocks = 256) {
@@ -36,42 +39,6 @@ RuntimeConfig small_config(std::uint32_t shards, std::uint32_t blocks = 256) {
   return config;
 }
 
-/// A caller io_context run by `threads` threads: the serving stack's side.
-class Callers {
- public:
-  explicit Callers(int threads = 1) : threads_(threads) {}
-  /// Spawns the coroutine; failures are rethrown by run_all().
-  void spawn(asio::awaitable<void> coroutine) {
-    ++spawned_;
-    asio::co_spawn(io_, std::move(coroutine), [this](std::exception_ptr failure) {
-      if (failure) {
-        std::lock_guard lock(mutex_);
-        failure_ = failure;
-      }
-      finished_.fetch_add(1);
-    });
-  }
-  /// Runs until every spawned coroutine finished.
-  void run_all() {
-    std::vector<std::thread> extra;
-    for (int i = 1; i < threads_; ++i) extra.emplace_back([this] { io_.run(); });
-    io_.run();
-    for (auto& t : extra) t.join();
-    io_.restart();
-    if (failure_) std::rethrow_exception(failure_);
-  }
-  int finished() const { return finished_.load(); }
-  int spawned() const { return spawned_; }
-  asio::io_context& io() { return io_; }
-
- private:
-  asio::io_context io_;
-  int threads_;
-  int spawned_ = 0;
-  std::atomic<int> finished_{0};
-  std::mutex mutex_;
-  std::exception_ptr failure_;
-};
 
 TEST(RuntimeConfig, RejectsBadValuesWithTheFieldName) {
   auto expect_rejected = [](RuntimeConfig config, const std::string& field) {
@@ -249,13 +216,6 @@ TEST(Runtime, AppendAndResetGoThroughTheShard) {
 }
 
 // ---- accounting under load ----
-
-struct ClientTally {
-  std::atomic<std::uint64_t> admitted{0};
-  std::atomic<std::uint64_t> hit_tokens{0};
-  std::atomic<std::uint64_t> refused{0};
-  std::atomic<std::uint64_t> freed{0};
-};
 
 /// One request handler: admit a prompt sharing a per-group prefix, free it.
 asio::awaitable<void> request_handler(Runtime& runtime, std::uint64_t id, ClientTally& tally) {

@@ -218,6 +218,11 @@ TEST_F(ServingStackServer, RefusedRequestsAnswer4xxAndChangeNothing) {
   EXPECT_EQ(generate(R"({"tokens":[1,2],"bogus":1})").status, 400);
   EXPECT_EQ(generate(R"({"tokens":[]})").status, 400);
   EXPECT_EQ(generate(R"({"tokens":[1,2],"max_tokens":100000})").status, 400);
+  // Huge numbers: over 2^32, over 2^64, beyond a double's range.
+  EXPECT_EQ(generate(R"({"tokens":[1,4294967296]})").status, 400);
+  EXPECT_EQ(generate(R"({"tokens":[18446744073709551616]})").status, 400);
+  EXPECT_EQ(generate(R"({"tokens":[1e400]})").status, 400);
+  EXPECT_EQ(generate(R"({"tokens":[1],"max_tokens":1e20})").status, 400);
   const HttpReply too_big = generate(tokens_body(3000, 0));  // a shard holds 128 blocks of 16
   EXPECT_EQ(too_big.status, 422) << too_big.body;
   EXPECT_NE(too_big.body.find("3000 tokens"), std::string::npos) << too_big.body;
