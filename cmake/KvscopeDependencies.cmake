@@ -23,6 +23,10 @@ target_include_directories(kvscope_asio SYSTEM INTERFACE ${KVSCOPE_ASIO_INCLUDE_
 # the choice for every unit that uses kvscope keeps them consistent.
 target_compile_definitions(kvscope_asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED
   ASIO_HAS_STD_ALIGNED_ALLOC=1)
+# ASIO_HAS_CO_AWAIT: Asio 1.24 turns co_await support on for clang only when
+# <experimental/coroutine> exists (libc++); clang with libstdc++ 12 (the fuzz
+# preset) has C++20 <coroutine>, which Asio then uses.
+target_compile_definitions(kvscope_asio INTERFACE $<$<CXX_COMPILER_ID:Clang>:ASIO_HAS_CO_AWAIT=1>)
 find_package(Threads REQUIRED)
 target_link_libraries(kvscope_asio INTERFACE Threads::Threads)
 
@@ -64,7 +68,7 @@ if(KVSCOPE_BUILD_EXAMPLES)
   target_include_directories(kvscope_http_parser SYSTEM INTERFACE ${KVSCOPE_HTTP_PARSER_INCLUDE_DIR})
   target_link_libraries(kvscope_http_parser INTERFACE ${KVSCOPE_HTTP_PARSER_LIBRARY})
 endif()
-if(KVSCOPE_BUILD_TESTS)
+if(KVSCOPE_BUILD_TESTS OR KVSCOPE_BUILD_FUZZERS)
   kvscope_find_config(GTest "libgtest-dev and libgmock-dev")
 endif()
 if(KVSCOPE_BUILD_BENCH)
