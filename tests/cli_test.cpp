@@ -290,5 +290,30 @@ TEST(Cli, BenchStopsAtTheDeadline) {
   EXPECT_LT(j["seconds"].get<double>(), 30.0);  // stopped near 0.3 s, not at the request count
 }
 
+// The soak check: resident memory is sampled from the start; growth is
+// measured after the warm-up, and a run too short to measure it fails.
+TEST(Cli, MaxRssGrowthMeasuresAfterTheWarmUpAndFailsWhenItCannot) {
+  TempFile json("soak.json");
+  const CliRun measured =
+      run({"bench",  "--requests",       "100000000", "--duration",    "0.5",  "--warmup",
+           "0.1",    "--max-rss-growth", "1000",      "--snapshot-ms", "50",   "--concurrency",
+           "8",      "--shards",         "1",         "--blocks",      "8192", "--quiet",
+           "--json", json.path()});
+  ASSERT_EQ(measured.code, kExitOk) << measured.err;
+  EXPECT_NE(measured.out.find("memory: resident"), std::string::npos) << measured.out;
+  const auto memory = nlohmann::json::parse(json.read())["memory"];
+  EXPECT_TRUE(memory["measured"].get<bool>()) << memory;
+  EXPECT_GT(memory["baseline_rss_bytes"].get<std::uint64_t>(), 0u);
+  EXPECT_GE(memory["peak_rss_bytes"], memory["baseline_rss_bytes"]);
+  EXPECT_GE(memory["samples"].size(), 2u);
+
+  const CliRun too_short =
+      run({"bench", "--requests", "50", "--warmup", "3600", "--max-rss-growth", "5",
+           "--concurrency", "4", "--shards", "1", "--blocks", "8192", "--quiet"});
+  EXPECT_EQ(too_short.code, kExitFailure);
+  EXPECT_NE(too_short.err.find("no memory sample after the 3600 s warm-up"), std::string::npos)
+      << too_short.err;
+}
+
 }  // namespace
 }  // namespace kvscope::cli

@@ -37,6 +37,8 @@ LoadConfig load_config(const BenchOptions& o, const MooncakeTrace* trace) {
   config.trace_route_depth = o.route_depth;
   config.prefill_ns_per_token = o.prefill_ns_per_token;
   config.decode_steps = o.decode_steps;
+  config.memory_warmup =
+      std::chrono::ceil<std::chrono::milliseconds>(std::chrono::duration<double>(o.warmup_seconds));
   return config;
 }
 
@@ -68,6 +70,34 @@ std::optional<MooncakeTrace> read_trace(const BenchOptions& o) {
   read.block_tokens = o.block_size;
   read.skip_bad_lines = o.skip_bad_lines;
   return read_mooncake_trace(o.trace, read);
+}
+
+/// The run passes when no request failed, the clients' counts equal the
+/// final snapshot's, and (with --max-rss-growth) memory stayed flat.
+/// Prints why it failed.
+bool soak_verdict(const BenchOptions& o, const LoadResult& result, const CliStreams& streams) {
+  bool pass = true;
+  if (result.clients.errors > 0) pass = false;  // the report lists them by status
+  if (!clients_agree_with_snapshot(result)) {
+    streams.err << "kvscope bench: the clients' counts differ from the final snapshot's\n";
+    pass = false;
+  }
+  if (o.max_rss_growth_percent) {
+    const MemoryGrowth growth = result.memory_growth();
+    if (!growth.measured) {
+      streams.err << fmt::format(
+          "kvscope bench: --max-rss-growth: no memory sample after the {} s warm-up; run "
+          "longer (--duration) or shorten --warmup\n",
+          o.warmup_seconds);
+      pass = false;
+    } else if (100.0 * growth.growth() > *o.max_rss_growth_percent) {
+      streams.err << fmt::format(
+          "kvscope bench: resident memory grew {:.2f}% after warm-up (limit {}%)\n",
+          100.0 * growth.growth(), *o.max_rss_growth_percent);
+      pass = false;
+    }
+  }
+  return pass;
 }
 
 }  // namespace
@@ -123,6 +153,13 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--snapshot-ms", o.snapshot_ms, "Aggregator period in milliseconds")
       ->check(CLI::Range(1, 3'600'000));
+  cmd->add_option("--warmup", o.warmup_seconds,
+                  "Seconds of warm-up before resident-memory growth is measured")
+      ->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--max-rss-growth", o.max_rss_growth_percent,
+                  "Soak check: fail when resident memory grows more than this many percent "
+                  "after the warm-up")
+      ->check(CLI::Range(0.0, 1e6));
   cmd->add_option("--json", o.json_path, "Write the report as JSON to this file");
   cmd->add_option("--prometheus", o.prometheus_path,
                   "Write the final Prometheus exposition text to this file");
@@ -156,7 +193,7 @@ int run_bench(const BenchOptions& options, const CliStreams& streams) {
   }
   if (!o.prometheus_path.empty())
     write_file(o.prometheus_path, result.final_snapshot->to_prometheus(result.metrics));
-  return result.clients.errors == 0 ? kExitOk : kExitFailure;
+  return soak_verdict(o, result, streams) ? kExitOk : kExitFailure;
 }
 
 }  // namespace kvscope::cli

@@ -27,14 +27,6 @@ nlohmann::json percentiles_json(const Histogram& h) {
           {"p99", p.p99},       {"p999", p.p999}, {"max", p.max}};
 }
 
-/// The clients' own counts of admissions and tokens equal the final
-/// snapshot's: no operation was lost or counted twice.
-bool clients_agree_with_snapshot(const LoadResult& r) {
-  const QueryCounts& f = r.final_snapshot->global.total.fresh;
-  return f.requests == r.clients.admitted && f.hit_tokens == r.clients.hit_tokens &&
-         f.query_tokens == r.clients.prompt_tokens;
-}
-
 std::uint64_t alerts_of_kind(const LoadResult& r, AlertTransition::Kind kind) {
   std::uint64_t n = 0;
   for (const auto& e : r.alert_events) n += e.kind == kind;
@@ -180,6 +172,23 @@ void miss_ratio_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
   fmt::format_to(std::back_inserter(out), "\n");
 }
 
+void memory_section(fmt::memory_buffer& out, const LoadResult& r) {
+  const MemoryGrowth g = r.memory_growth();
+  constexpr double kMiB = 1024.0 * 1024.0;
+  if (!g.measured) {
+    fmt::format_to(
+        std::back_inserter(out),
+        "\nmemory: no sample after the {:.0f} s warm-up (run longer to measure growth)\n",
+        r.memory_warmup_seconds);
+    return;
+  }
+  fmt::format_to(std::back_inserter(out),
+                 "\nmemory: resident {:.1f} MiB at {:.1f} s (after warm-up), peak {:.1f} MiB "
+                 "later: {:+.2f}% over {} samples\n",
+                 static_cast<double>(g.baseline_bytes) / kMiB, g.baseline_seconds,
+                 static_cast<double>(g.peak_bytes) / kMiB, 100.0 * g.growth(), g.samples);
+}
+
 void client_check_section(fmt::memory_buffer& out, const LoadResult& r) {
   const QueryCounts& f = r.final_snapshot->global.total.fresh;
   const bool agree = clients_agree_with_snapshot(r);
@@ -203,6 +212,7 @@ std::string bench_report_text(const LoadResult& r) {
   residency_section(out, s);
   alert_section(out, r);
   miss_ratio_section(out, s);
+  memory_section(out, r);
   client_check_section(out, r);
   fmt::format_to(std::back_inserter(out), "\n{}", s.analytics.diagnosis.to_text());
   return fmt::to_string(out);
@@ -266,7 +276,26 @@ nlohmann::json mrc_json(const RuntimeSnapshot& s) {
   return out;
 }
 
+nlohmann::json memory_json(const LoadResult& r) {
+  const MemoryGrowth g = r.memory_growth();
+  nlohmann::json samples = nlohmann::json::array();
+  for (const MemorySample& m : r.memory) samples.push_back({m.seconds, m.rss_bytes});
+  return {{"warmup_seconds", r.memory_warmup_seconds},
+          {"measured", g.measured},
+          {"baseline_seconds", g.baseline_seconds},
+          {"baseline_rss_bytes", g.baseline_bytes},
+          {"peak_rss_bytes", g.peak_bytes},
+          {"growth", g.growth()},
+          {"samples", std::move(samples)}};
+}
+
 }  // namespace
+
+bool clients_agree_with_snapshot(const LoadResult& r) {
+  const QueryCounts& f = r.final_snapshot->global.total.fresh;
+  return f.requests == r.clients.admitted && f.hit_tokens == r.clients.hit_tokens &&
+         f.query_tokens == r.clients.prompt_tokens;
+}
 
 nlohmann::json bench_report_json(const LoadResult& r) {
   const RuntimeSnapshot& s = *r.final_snapshot;
@@ -300,6 +329,7 @@ nlohmann::json bench_report_json(const LoadResult& r) {
           {"evictions", std::move(evictions)},
           {"alerts", alerts_json(r)},
           {"mrc", mrc_json(s)},
+          {"memory", memory_json(r)},
           {"client_check",
            {{"admitted", r.clients.admitted},
             {"hit_tokens", r.clients.hit_tokens},

@@ -16,13 +16,19 @@ namespace kvscope::cli {
 /// Precondition: result.final_snapshot is set.
 std::string bench_report_text(const LoadResult& result);
 
+/// The clients' own counts of admissions and tokens equal the final
+/// snapshot's: no operation was lost or counted twice.
+/// Precondition: result.final_snapshot is set.
+bool clients_agree_with_snapshot(const LoadResult& result);
+
 /// {"requests", "errors", "errors_by_status", "requests_per_second",
 ///  "seconds", "hit_ratio_tokens", "hit_ratio_blocks", "window_hit_ratio_tokens",
 ///  "window_hit_ratio_blocks", "shards", "threads", "concurrency",
 ///  "latency_us": {"p50", "p90", "p99", "p999", "max", "by_op": {...}},
 ///  "per_shard": [...], "load_imbalance", "evictions", "alerts": {"raised",
 ///  "resolved", "events": [...]}, "mrc" (with "advice"; null when the curve
-///  is off), "client_check", "snapshot"}.
+///  is off), "memory" (resident-memory samples and growth after warm-up),
+///  "client_check", "snapshot"}.
 /// Precondition: result.final_snapshot is set.
 nlohmann::json bench_report_json(const LoadResult& result);
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct BenchOptions {
   double prefill_ns_per_token = 20;
   std::uint32_t decode_steps = 4;
   std::uint32_t snapshot_ms = 500;
+  double warmup_seconds = 10;  ///< resident-memory growth is measured after this
+  /// Fail the run when resident memory grows more than this after warm-up (a soak check).
+  std::optional<double> max_rss_growth_percent;
   std::string json_path;
   std::string prometheus_path;
   bool quiet = false;

@@ -5,8 +5,11 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_future.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -342,6 +345,7 @@ void LoadConfig::validate() const {
     fail("prefill_ns_per_token must be in [0, 1e9]");
   if (decode_steps > 1024) fail("decode_steps must be 0 .. 1024");
   if (retry_backoff.count() < 0) fail("retry_backoff must be >= 0");
+  if (memory_warmup.count() < 0) fail("memory_warmup must be >= 0");
   if (trace == nullptr) workload.validate();
 }
 
@@ -374,13 +378,48 @@ double LoadResult::requests_per_second() const noexcept {
   return seconds > 0 ? static_cast<double>(clients.requests) / seconds : 0.0;
 }
 
+double MemoryGrowth::growth() const noexcept {
+  if (!measured || baseline_bytes == 0) return 0.0;
+  return (static_cast<double>(peak_bytes) - static_cast<double>(baseline_bytes)) /
+         static_cast<double>(baseline_bytes);
+}
+
+MemoryGrowth LoadResult::memory_growth() const {
+  MemoryGrowth g;
+  for (const MemorySample& m : memory) {
+    if (m.seconds < memory_warmup_seconds) continue;
+    if (!g.measured) {
+      g.measured = true;
+      g.baseline_seconds = m.seconds;
+      g.baseline_bytes = m.rss_bytes;
+    }
+    g.peak_bytes = std::max(g.peak_bytes, m.rss_bytes);
+    ++g.samples;
+  }
+  return g;
+}
+
+std::uint64_t resident_bytes() {
+  // statm: size resident shared text lib data dt, in pages.
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size_pages = 0, resident_pages = 0;
+  if (!(statm >> size_pages >> resident_pages)) return 0;
+  return resident_pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
 namespace {
 
 /// Reports progress until every client finished; enforces the deadline.
+/// Samples resident memory every period (soak checks read the series).
 void watch(const LoadConfig& config, Shared& shared, ClientLatch& latch,
            const std::vector<std::unique_ptr<ClientThread>>& threads,
-           const ProgressCallback& progress, std::chrono::milliseconds progress_every) {
+           const ProgressCallback& progress, std::chrono::milliseconds progress_every,
+           std::vector<MemorySample>& memory) {
   const auto deadline = shared.start + config.duration;
+  const auto seconds_so_far = [&] {
+    return std::chrono::duration<double>(SteadyClock::now() - shared.start).count();
+  };
+  memory.push_back({seconds_so_far(), resident_bytes()});
   for (;;) {
     auto wait = progress_every;
     if (config.duration.count() > 0 && !shared.stop_issuing.load(std::memory_order_relaxed))
@@ -390,9 +429,10 @@ void watch(const LoadConfig& config, Shared& shared, ClientLatch& latch,
     if (config.duration.count() > 0 && SteadyClock::now() >= deadline)
       shared.stop_issuing.store(true, std::memory_order_relaxed);
     if (finished) return;
+    memory.push_back({seconds_so_far(), resident_bytes()});
     if (progress) {
       LoadProgress p;
-      p.seconds = std::chrono::duration<double>(SteadyClock::now() - shared.start).count();
+      p.seconds = seconds_so_far();
       for (const auto& t : threads) p.done += t->done.load(std::memory_order_relaxed);
       p.target = shared.target();
       p.snapshot = shared.runtime.snapshot();
@@ -407,7 +447,7 @@ void watch(const LoadConfig& config, Shared& shared, ClientLatch& latch,
 double drive(const LoadConfig& config, Shared& shared,
              std::vector<std::unique_ptr<ClientThread>>& threads,
              const std::vector<asio::any_io_executor>& executors, const ProgressCallback& progress,
-             std::chrono::milliseconds progress_every) {
+             std::chrono::milliseconds progress_every, std::vector<MemorySample>& memory) {
   ClientLatch latch(config.concurrency);
   shared.start = SteadyClock::now();
   std::uint32_t spawned = 0;
@@ -422,7 +462,7 @@ double drive(const LoadConfig& config, Shared& shared,
       };
       asio::co_spawn(executors[t], std::move(client), std::move(on_exit));
     }
-    watch(config, shared, latch, threads, progress, progress_every);
+    watch(config, shared, latch, threads, progress, progress_every, memory);
   } catch (...) {
     shared.stop_issuing.store(true, std::memory_order_relaxed);
     for (; spawned < config.concurrency; ++spawned) latch.finished(nullptr);  // never started
@@ -445,6 +485,7 @@ LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
   LoadResult result;
   result.metrics = config.runtime.metrics;
   result.concurrency = config.concurrency;
+  result.memory_warmup_seconds = std::chrono::duration<double>(config.memory_warmup).count();
   AlertLog alerts;  // outlives the runtime: deliveries may come until it is destroyed
   {
     Runtime runtime(config.runtime);
@@ -466,7 +507,8 @@ LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
     Shared shared(config, runtime);
     runtime.start();
     if (config.trace == nullptr) name_tenants(runtime, shared.workload());
-    result.seconds = drive(config, shared, threads, executors, progress, progress_every);
+    result.seconds =
+        drive(config, shared, threads, executors, progress, progress_every, result.memory);
     runtime.stop();
     result.final_snapshot = runtime.snapshot();
     for (const auto& t : threads) result.clients.merge(t->totals);

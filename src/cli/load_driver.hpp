@@ -48,6 +48,8 @@ struct LoadConfig {
   std::uint32_t decode_steps = 4;   ///< appends per request (the answer split evenly); 0 = none
   std::uint32_t max_retries = 100;  ///< allocation retries while the pool is full
   std::chrono::microseconds retry_backoff{200};
+  /// Resident-memory growth is measured from this point of the run on.
+  std::chrono::milliseconds memory_warmup{10'000};
 
   /// Throws std::invalid_argument naming the bad field (runtime included).
   void validate() const;
@@ -77,6 +79,24 @@ struct LoadProgress {
   SnapshotPtr snapshot;      ///< the latest published one (may be null early)
 };
 
+/// The process's resident memory at one moment of the run.
+struct MemorySample {
+  double seconds = 0;           ///< since the first request was issued
+  std::uint64_t rss_bytes = 0;  ///< resident set size (/proc/self/statm)
+};
+
+/// Resident memory after warm-up: the baseline is the first sample at or
+/// after `warmup_seconds`, the peak the largest sample from then on.
+struct MemoryGrowth {
+  bool measured = false;  ///< false when no sample falls after the warm-up
+  double baseline_seconds = 0;
+  std::uint64_t baseline_bytes = 0;
+  std::uint64_t peak_bytes = 0;
+  std::size_t samples = 0;  ///< samples from the baseline on
+  /// (peak - baseline) / baseline; 0 when not measured.
+  double growth() const noexcept;
+};
+
 struct LoadResult {
   double seconds = 0;  ///< first request issued to last one finished
   std::uint32_t shards = 0;
@@ -86,9 +106,17 @@ struct LoadResult {
   SnapshotPtr final_snapshot;                 ///< published by Runtime::stop()
   std::vector<AlertTransition> alert_events;  ///< every transition, in order
   MetricsConfig metrics;                      ///< for the Prometheus export
+  /// Resident memory, sampled at the start and every progress period.
+  std::vector<MemorySample> memory;
+  double memory_warmup_seconds = 0;  ///< LoadConfig::memory_warmup
 
   double requests_per_second() const noexcept;
+  /// Growth of resident memory after memory_warmup_seconds.
+  MemoryGrowth memory_growth() const;
 };
+
+/// This process's resident set size in bytes; 0 where /proc is unavailable.
+std::uint64_t resident_bytes();
 
 using ProgressCallback = std::function<void(const LoadProgress&)>;
 
