@@ -32,7 +32,7 @@ struct PrefixCache::RequestState {
   std::vector<BlockId> blocks;
   std::uint32_t num_tokens = 0;
   std::uint32_t hashed_blocks = 0;
-  BlockHash last_hash;  // parent of the next block to be hashed
+  BlockHash last_hash;         // parent of the next block to be hashed
   BlockHash last_fingerprint;  // the same in the verification chain (verify_tokens)
   std::vector<TokenId> partial;
   ExtraKeys extras;
@@ -647,8 +647,8 @@ Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_
   const std::uint64_t completing = full - state->hashed_blocks;
   const bool seals = total != full && new_hashes.size() == completing + 1;
   if (new_hashes.size() != completing && !seals) return Status::invalid_hashes;
-  auto result =
-      with_policy([&](auto& policy) { return grow(policy, *state, num_new_tokens, new_hashes, {}); });
+  auto result = with_policy(
+      [&](auto& policy) { return grow(policy, *state, num_new_tokens, new_hashes, {}); });
   if (result && seals) state->sealed = true;
   return result;
 }

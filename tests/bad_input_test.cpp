@@ -211,9 +211,9 @@ TEST(BadTraceInput, HugeNumbers) {
   EXPECT_NE(trace_error(prefix + "\"input_length\": 1, \"hash_ids\": [18446744073709551616]}")
                 .find("t.jsonl:1: "),
             std::string::npos);
-  EXPECT_NE(trace_error(prefix + "\"input_length\": 4294967296, \"hash_ids\": [0]}")
-                .find("larger than"),
-            std::string::npos);
+  EXPECT_NE(
+      trace_error(prefix + "\"input_length\": 4294967296, \"hash_ids\": [0]}").find("larger than"),
+      std::string::npos);
 }
 
 }  // namespace

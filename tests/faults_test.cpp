@@ -233,10 +233,11 @@ TEST(Faults, AllocationFailureStormThenRecovery) {
   EXPECT_EQ(live_requests(runtime), live_before);
 
   for (std::size_t s = 0; s < held.size(); ++s) {
-    ASSERT_TRUE(runtime.free(static_cast<ShardId>(s), RequestId{held[s]}, FreeOrder::reverse,
-                             asio::use_future)
-                    .get()
-                    .ok());
+    ASSERT_TRUE(
+        runtime
+            .free(static_cast<ShardId>(s), RequestId{held[s]}, FreeOrder::reverse, asio::use_future)
+            .get()
+            .ok());
   }
   ClientTally recovered;
   for (std::uint64_t i = 0; i < kStorm; ++i)

@@ -39,7 +39,6 @@ RuntimeConfig small_config(std::uint32_t shards, std::uint32_t blocks = 256) {
   return config;
 }
 
-
 TEST(RuntimeConfig, RejectsBadValuesWithTheFieldName) {
   auto expect_rejected = [](RuntimeConfig config, const std::string& field) {
     try {

@@ -143,7 +143,7 @@ TEST(TenantIsolationRuntime, AnotherTenantsMissIsNoRefaultOfItsGhosts) {
   const auto a = allocate_on(runtime, 0, with_tokens(4, prompt, tenant("tenant-a")));
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->lookup.hit_blocks, 0u);  // evicted: a miss, and a refault of its own ghost
-  runtime.stop();  // publishes the final snapshot with the residency figures
+  runtime.stop();                       // publishes the final snapshot with the residency figures
   const SnapshotPtr last = runtime.snapshot();
   ASSERT_TRUE(last && last->global.residency.has_value());
   EXPECT_EQ(last->global.residency->misses_checked, 4u);  // every admission here missed
@@ -228,8 +228,8 @@ struct FirstBlockCollision {
 
   FirstBlockCollision() {
     const auto victim_chain = weak_chain(16, victim);
-    const auto block = craft_collision(16, BlockHasher(kBs, {}, 16).root(), victim_chain[0], 0,
-                                       seq(kBs, 100));
+    const auto block =
+        craft_collision(16, BlockHasher(kBs, {}, 16).root(), victim_chain[0], 0, seq(kBs, 100));
     if (block) attacker = cat(*block, seq(5, 7000));  // own block 1 and tail
   }
 };
@@ -267,7 +267,7 @@ TEST(ContentVerification, ACraftedCollisionIsCountedAndTreatedAsAMiss) {
   EXPECT_EQ(cache.stats().verification_failures, 2u);  // counted once per probe
   const auto table = *cache.block_table(RequestId{2});
   EXPECT_NE(table[0], victim_blocks[0]);
-  EXPECT_EQ(cache.ref_count(victim_blocks[0]), 1u);  // the victim's alone
+  EXPECT_EQ(cache.ref_count(victim_blocks[0]), 1u);      // the victim's alone
   EXPECT_FALSE(cache.block_hash(table[0]).has_value());  // private: the hash stays the victim's
   cache.check_invariants();
 
@@ -284,8 +284,7 @@ TEST(ContentVerification, ACraftedCollisionIsCountedAndTreatedAsAMiss) {
 TEST(ContentVerification, ACollisionPastThePrefixIsNotShared) {
   const auto victim = seq(9, 100);
   const auto victim_chain = weak_chain(16, victim);
-  const auto block1 =
-      craft_collision(16, victim_chain[0], victim_chain[1], 1, seq(kBs, 104));
+  const auto block1 = craft_collision(16, victim_chain[0], victim_chain[1], 1, seq(kBs, 104));
   ASSERT_TRUE(block1.has_value()) << "no collision found in 2^24 tries";
   const auto attacker = cat(cat(seq(kBs, 100), *block1), seq(1, 9000));
 
@@ -368,9 +367,9 @@ TEST(ContentVerification, WithoutCollisionsItChangesNothing) {
       continue;
     }
     // Prompts share prefixes: a few stems, a random tail.
-    auto tokens = cat(seq(4 * static_cast<std::uint32_t>(1 + next(3)),
-                          static_cast<TokenId>(100 * (1 + next(4)))),
-                      seq(static_cast<std::uint32_t>(1 + next(9)), static_cast<TokenId>(next(50))));
+    auto tokens = cat(
+        seq(4 * static_cast<std::uint32_t>(1 + next(3)), static_cast<TokenId>(100 * (1 + next(4)))),
+        seq(static_cast<std::uint32_t>(1 + next(9)), static_cast<TokenId>(next(50))));
     const auto ra = a.allocate(with_tokens(id, tokens));
     const auto rb = b.allocate(with_tokens(id, tokens));
     ASSERT_EQ(ra.status(), rb.status());

@@ -73,8 +73,7 @@ class BlockHasher {
   /// hash (the chain continues from the truncated value): a deliberately weak
   /// hash, so tests can craft collisions. 128 (the default) is the real hash.
   /// Throws std::invalid_argument if block_size is 0 or hash_bits is not in 8..128.
-  explicit BlockHasher(std::uint32_t block_size, HashSeed seed = {},
-                       std::uint32_t hash_bits = 128);
+  explicit BlockHasher(std::uint32_t block_size, HashSeed seed = {}, std::uint32_t hash_bits = 128);
 
   std::uint32_t block_size() const noexcept { return block_size_; }
   /// Parent hash of block 0: XXH3-128 of "kvscope/chain-root/v1" keyed by the secret.
