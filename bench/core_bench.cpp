@@ -76,6 +76,28 @@ void BM_CoreRequestCycle(benchmark::State& state) {
 }
 BENCHMARK(BM_CoreRequestCycle)->Apply(for_each_policy);
 
+// The LRU cycle with content verification off (verify:0) or on (verify:1):
+// the price of the collision defence (a second hash chain per request, a
+// fingerprint compare per hit block).
+void BM_CoreRequestCycleVerify(benchmark::State& state) {
+  const auto prompts = make_prompts();
+  kvscope::PrefixCacheConfig config;
+  config.num_blocks = kPoolBlocks;
+  config.block_size = kBlockSize;
+  config.verify_tokens = state.range(0) != 0;
+  kvscope::PrefixCache cache(config);
+  run_request_cycles(state, cache, [&](std::uint64_t id) {
+    return kvscope::Request::with_tokens(kvscope::RequestId{id}, prompts[id % kPrompts]);
+  });
+  state.counters["verification_failures"] =
+      static_cast<double>(cache.stats().verification_failures);
+}
+BENCHMARK(BM_CoreRequestCycleVerify)
+    ->ArgName("verify")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMicrosecond);
+
 // The same cycle with hashes computed up front (engines that hash themselves,
 // trace replay): the bookkeeping alone.
 void BM_CoreRequestCycleBookkeeping(benchmark::State& state) {

@@ -419,6 +419,17 @@ TEST_F(ServingStackServer, ShutdownFinishesRequestsInFlightAndClosesIdleConnecti
   EXPECT_TRUE(error) << "the listener should be closed";
 }
 
+// Secure defaults: reachable from this machine only, bounded bodies,
+// headers and connections (the command line's defaults are these).
+TEST(ServingStackConfig, DefaultsBindLoopbackAndLimitBodiesAndConnections) {
+  const ServerConfig server;
+  EXPECT_TRUE(asio::ip::make_address(server.bind_address).is_loopback()) << server.bind_address;
+  EXPECT_EQ(server.limits.max_body_bytes, 1024u * 1024u);
+  EXPECT_EQ(server.limits.max_header_bytes, 16u * 1024u);
+  EXPECT_EQ(server.max_connections, 1024u);
+  EXPECT_NO_THROW(server.validate());
+}
+
 TEST(ServingStackConfig, BadConfigurationThrowsWithTheField) {
   ServerConfig server;
   server.max_connections = 0;

