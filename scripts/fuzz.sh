@@ -33,15 +33,17 @@ for name in "${targets[@]}"; do
   run_target "$name" &
 done
 wait
+# The last value libFuzzer printed for a final stat (-print_final_stats=1).
+final_stat() { sed -n "s/^stat::$2: *//p" "$1" | tail -n 1; }
+
 status=0
 printf '%-14s %12s %10s %8s  %s\n' target executions 'exec/s' 'rss MB' result
 for name in "${targets[@]}"; do
   result=ok
   [[ "$(cat "build/fuzz/fuzz-$name.rc")" == 0 ]] || { result=FAILED; status=1; }
   log=build/fuzz/fuzz-$name.log
-  stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
-  printf '%-14s %12s %10s %8s  %s\n' "$name" "$(stat number_of_executed_units)" \
-    "$(stat average_exec_per_sec)" "$(stat peak_rss_mb)" "$result"
+  printf '%-14s %12s %10s %8s  %s\n' "$name" "$(final_stat "$log" number_of_executed_units)" \
+    "$(final_stat "$log" average_exec_per_sec)" "$(final_stat "$log" peak_rss_mb)" "$result"
   if [[ $result != ok ]]; then
     echo "--- $name: last lines of $log"
     tail -n 40 "$log"

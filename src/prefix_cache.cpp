@@ -52,9 +52,11 @@ std::uint32_t blocks_for(std::uint64_t tokens, std::uint32_t block_size) {
 // collision in one says nothing about the other.
 HashSeed fingerprint_seed(HashSeed seed) { return HashSeed{seed.secret ^ 0x9e37'79b9'7f4a'7c15}; }
 
-// A stored fingerprint: 64 bits of the verification chain, never 0 (0 marks
-// a block without one).
-std::uint64_t stored_fingerprint(const BlockHash& chain) { return chain.low | 1; }
+// The fingerprint block i stores: 64 bits of the verification chain, never 0;
+// 0 (no fingerprint) when the chain is empty (nothing verified).
+std::uint64_t stored_fingerprint(std::span<const BlockHash> chain, std::size_t i) {
+  return chain.empty() ? 0 : chain[i].low | 1;
+}
 
 }  // namespace
 
@@ -242,7 +244,7 @@ bool PrefixCache::content_matches(std::uint32_t block, std::span<const BlockHash
                                   std::uint32_t i) const noexcept {
   if (fingerprints.empty()) return true;
   const std::uint64_t stored = fingerprints_[block];
-  return stored == 0 || stored == stored_fingerprint(fingerprints[i]);
+  return stored == 0 || stored == stored_fingerprint(fingerprints, i);
 }
 
 std::uint32_t PrefixCache::eligible_hit_blocks(const Request& request, std::uint32_t hashed) const {
@@ -505,9 +507,8 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
     if (i < hashed) {
       const bool may_be_resident =
           request.hash_mode() || config_.verify_tokens || config_.hash_bits < 128;
-      const std::uint64_t fingerprint =
-          fingerprints.empty() ? 0 : stored_fingerprint(fingerprints[i]);
-      cache_block(policy, state.blocks[i], hashes[i], may_be_resident, fingerprint);
+      cache_block(policy, state.blocks[i], hashes[i], may_be_resident,
+                  stored_fingerprint(fingerprints, i));
     }
   }
 
@@ -575,9 +576,8 @@ Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
     state.blocks.push_back(take_free_block(policy, result.evicted_blocks));
   }
   for (std::size_t k = 0; k < completed.size(); ++k) {
-    const std::uint64_t fingerprint =
-        fingerprints.empty() ? 0 : stored_fingerprint(fingerprints[k]);
-    if (cache_block(policy, state.blocks[state.hashed_blocks], completed[k], true, fingerprint)) {
+    if (cache_block(policy, state.blocks[state.hashed_blocks], completed[k], true,
+                    stored_fingerprint(fingerprints, k))) {
       ++result.cached_blocks;
     }
     ++state.hashed_blocks;

@@ -75,7 +75,7 @@ std::optional<MooncakeTrace> read_trace(const BenchOptions& o) {
 /// The run passes when no request failed, the clients' counts equal the
 /// final snapshot's, and (with --max-rss-growth) memory stayed flat.
 /// Prints why it failed.
-bool soak_verdict(const BenchOptions& o, const LoadResult& result, const CliStreams& streams) {
+bool run_passed(const BenchOptions& o, const LoadResult& result, const CliStreams& streams) {
   bool pass = true;
   if (result.clients.errors > 0) pass = false;  // the report lists them by status
   if (!clients_agree_with_snapshot(result)) {
@@ -193,7 +193,7 @@ int run_bench(const BenchOptions& options, const CliStreams& streams) {
   }
   if (!o.prometheus_path.empty())
     write_file(o.prometheus_path, result.final_snapshot->to_prometheus(result.metrics));
-  return soak_verdict(o, result, streams) ? kExitOk : kExitFailure;
+  return run_passed(o, result, streams) ? kExitOk : kExitFailure;
 }
 
 }  // namespace kvscope::cli
