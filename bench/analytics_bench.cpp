@@ -2,8 +2,8 @@
 //   BM_StackDistanceTrace     exact stack distances over the whole Mooncake
 //                             conversation trace (288,500 block references),
 //                             seconds per reference as the counter s_per_ref.
-//   BM_AggregatorAnalytics    one aggregator round's analytics for S shards:
-//                             merge S shard snapshots (miss-ratio curve and
+//   BM_AggregatorAnalytics    one Aggregator::merge round for S shards (fed
+//                             fabricated reports): merge S shard snapshots (miss-ratio curve and
 //                             residency on, one observed level), measure the
 //                             interval, trends, capacity advice, the default
 //                             detectors, alert hysteresis and the diagnosis.
@@ -20,7 +20,7 @@
 #include "kvscope/analytics/detectors.hpp"
 #include "kvscope/metrics/multi_level_metrics.hpp"
 #include "kvscope/metrics/shard_metrics.hpp"
-#include "kvscope/runtime/snapshot.hpp"
+#include "kvscope/runtime/aggregator.hpp"
 #include "kvscope/trace/mooncake_trace.hpp"
 
 namespace {
@@ -94,29 +94,18 @@ void BM_AggregatorAnalytics(benchmark::State& state) {
   const auto shards = static_cast<std::size_t>(state.range(0));
   const ShardReports reports = make_reports(shards);
   kvscope::AnalyticsConfig config;
-  kvscope::CacheAnalytics analytics(config);
-  auto detectors = kvscope::default_detectors(config, 0.9, static_cast<std::uint32_t>(shards));
-  kvscope::AlertTracker tracker(config.alerts);
-  std::uint64_t sequence = 0;
+  kvscope::Aggregator aggregator(
+      config, kvscope::default_detectors(config, 0.9, static_cast<std::uint32_t>(shards)));
+  std::int64_t second = 0;
   for (auto _ : state) {
-    kvscope::RuntimeSnapshot out;
-    out.sequence = ++sequence;
-    out.interval = sequence == 1 ? std::chrono::seconds(0) : std::chrono::seconds(1);
-    out.global = reports.caches[0];
-    out.levels = reports.levels[0];
-    for (std::size_t i = 1; i < shards; ++i) {
-      out.global += reports.caches[i];
-      out.levels += reports.levels[i];
+    std::vector<kvscope::ShardReport> round(shards);
+    for (std::size_t i = 0; i < shards; ++i) {
+      round[i].cache = reports.caches[i];
+      round[i].levels = reports.levels[i];
     }
-    out.shards = reports.caches;
-    out.shard_levels = reports.levels;
-    out.load.resize(shards);
-    analytics.measure(out);
-    std::vector<kvscope::Finding> findings;
-    for (const auto& detector : detectors) detector->inspect(out, findings);
-    out.alert_events = tracker.update(findings, out.at, out.wall_time);
-    out.alerts = tracker.current();
-    out.analytics.diagnosis = kvscope::diagnose(out, config);
+    const kvscope::RuntimeSnapshot out =
+        aggregator.merge(std::move(round), std::chrono::seconds(++second),
+                         std::chrono::system_clock::time_point{}, false);
     benchmark::DoNotOptimize(out.analytics.diagnosis.issues.size());
   }
 }

@@ -16,8 +16,8 @@
 #include <random>
 #include <vector>
 
+#include "kvscope/clock.hpp"
 #include "kvscope/metrics/batch_collector.hpp"
-#include "kvscope/metrics/clock.hpp"
 #include "kvscope/metrics/histogram.hpp"
 #include "kvscope/metrics/multi_level_metrics.hpp"
 #include "kvscope/metrics/sliding_window.hpp"

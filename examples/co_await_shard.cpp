@@ -21,7 +21,7 @@ asio::awaitable<void> handle_request(kvscope::Runtime& runtime, std::uint64_t id
     fmt::print("request {}: refused ({})\n", id, kvscope::to_string(admitted.status()));
     co_return;
   }
-  fmt::print("request {} on shard {}: {} of {} prompt tokens from cache\n", id, shard,
+  fmt::print("request {} on shard {}: {} of {} prompt tokens from cache\n", id, shard.value,
              admitted->lookup.hit_tokens, prompt.size());
   // ... prefill and decode with the engine's KV memory ...
   (void)co_await runtime.free(shard, request.id);

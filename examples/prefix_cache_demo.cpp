@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kvscope/export/json.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "kvscope/workload/chat_workload.hpp"
 
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
                stats.fresh.hit_tokens, stats.hit_rate(), stats.fresh.block_hit_rate(),
                stats.evictions);
     if (policy == kvscope::EvictionPolicyKind::lru)
-      fmt::print("         json: {}\n", stats.to_json());
+      fmt::print("         json: {}\n", to_json(stats));
   }
   return 0;
 }

@@ -108,7 +108,8 @@ PrefixCache::PrefixCache(const PrefixCacheConfig& config)
       blocks_(config.num_blocks),
       links_(blocks_.data()),
       index_(std::make_unique<detail::SlotTable>(config.num_blocks)),
-      policy_(detail::make_eviction_policy(config, blocks_.data())),
+      policy_(detail::make_eviction_policy(config.policy, config.num_blocks,
+                                           config.s3fifo_small_ratio, blocks_.data())),
       fingerprinter_(config.block_size, fingerprint_seed(config.hash_seed)) {
   if (config.verify_tokens) fingerprints_.assign(config.num_blocks, 0);
   // Initially every block is free and uncached, reused in id order (vLLM).
@@ -456,6 +457,7 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
   const std::span<const BlockHash> hashes = request_hashes(request);
   const std::span<const BlockHash> fingerprints = request_fingerprints(request);
   AllocateResult result;
+  result.hashes = hashes;
   result.lookup = probe(request, hashes, fingerprints);
   const std::uint32_t total = result.lookup.total_blocks;
   const std::uint32_t hashed = result.lookup.hashed_blocks;

@@ -1,6 +1,6 @@
 #include "kvscope/prefix_cache_stats.hpp"
 
-#include "metrics/json_util.hpp"
+#include "detail/units.hpp"
 
 namespace kvscope {
 
@@ -60,19 +60,5 @@ PrefixCacheStats& PrefixCacheStats::operator-=(const PrefixCacheStats& other) no
   each_field(*this, other, kSubtract);
   return *this;
 }
-
-nlohmann::json detail::stats_json(const PrefixCacheStats& s) {
-  nlohmann::json j = query_counts_json(s.fresh);
-  j["preempted"] = query_counts_json(s.preempted);
-  j["probes"] = query_counts_json(s.probes);
-  j["allocation_failures"] = s.allocation_failures;
-  j["evictions"] = s.evictions;
-  j["resets"] = s.resets;
-  j["reset_evictions"] = s.reset_evictions;
-  j["verification_failures"] = s.verification_failures;
-  return j;
-}
-
-std::string PrefixCacheStats::to_json() const { return detail::stats_json(*this).dump(); }
 
 }  // namespace kvscope

@@ -12,6 +12,7 @@
 #include "kvscope/analytics/alerts.hpp"
 #include "kvscope/analytics/series_monitor.hpp"
 #include "kvscope/analytics/trend.hpp"
+#include "kvscope/export/json.hpp"
 
 namespace kvscope {
 namespace {
@@ -320,7 +321,7 @@ TEST(AlertTracker, PolicyIsValidated) {
 
 TEST(CacheAlert, JsonNamesEveryField) {
   CacheAlert alert{.detector = "hit_rate_drop", .metric = "hit_rate_tokens", .shard = 2};
-  const std::string json = alert.to_json();
+  const std::string json = to_json(alert);
   for (const char* key :
        {"\"detector\"", "\"metric\"", "\"level\"", "\"state\"", "\"shard\":2", "\"value\"",
         "\"baseline\"", "\"threshold\"", "\"started_ns\"", "\"started_wall_ms\"", "\"message\""})

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "kvscope/analytics/detector.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/metrics/sliding_window.hpp"
 #include "kvscope/prefix_cache.hpp"
-#include "kvscope/runtime/detector.hpp"
 #include "kvscope/runtime/runtime.hpp"
 #include "kvscope/trace/mooncake_trace.hpp"
 #include "test_util.hpp"

@@ -22,8 +22,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kvscope/clock.hpp"
+#include "kvscope/export/json.hpp"
 #include "kvscope/metrics/block_residency.hpp"
-#include "kvscope/metrics/clock.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "test_util.hpp"
@@ -463,12 +464,12 @@ TEST(BlockResidencyTracker, EventsJsonAndCsvHaveOneEntryPerEvent) {
   const auto events = rig.tracker.recent_events();
   ASSERT_EQ(events.size(), 2u);
 
-  const json j = json::parse(rig.tracker.events_json());
+  const json j = json::parse(eviction_events_json(rig.tracker.recent_events()));
   ASSERT_TRUE(j.is_array());
   ASSERT_EQ(j.size(), 2u);
   EXPECT_TRUE(j[0].is_object());
 
-  const auto lines = split(rig.tracker.events_csv(), '\n');
+  const auto lines = split(eviction_events_csv(rig.tracker.recent_events()), '\n');
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0],
             "block,hash,reason,at_s,lifetime_s,idle_s,idle_since_free_s,hits,reuse_gaps_s");
@@ -484,8 +485,8 @@ TEST(BlockResidencyTracker, EventsJsonAndCsvHaveOneEntryPerEvent) {
   EXPECT_EQ(split(lines[2], ',')[0], "2");
 
   Rig empty;
-  EXPECT_EQ(json::parse(empty.tracker.events_json()), json::array());
-  EXPECT_EQ(split(empty.tracker.events_csv(), '\n').size(), 1u);
+  EXPECT_EQ(json::parse(eviction_events_json(empty.tracker.recent_events())), json::array());
+  EXPECT_EQ(split(eviction_events_csv(empty.tracker.recent_events()), '\n').size(), 1u);
 }
 
 TEST(BlockResidencyTracker, MemoryIsBoundedByThePoolNotByTraffic) {
@@ -555,7 +556,7 @@ TEST(ResidencySnapshot, ThrashShareIsCappedAtOne) {
 TEST(ResidencySnapshot, ToJsonParses) {
   Rig rig;
   four_evictions(rig);
-  const json j = json::parse(rig.tracker.snapshot().to_json());
+  const json j = json::parse(to_json(rig.tracker.snapshot()));
   EXPECT_TRUE(j.is_object());
   EXPECT_FALSE(j.empty());
 }

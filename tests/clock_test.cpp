@@ -4,7 +4,7 @@
 #include <chrono>
 #include <thread>
 
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 
 namespace kvscope {
 namespace {

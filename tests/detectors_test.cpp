@@ -14,6 +14,8 @@
 
 #include "kvscope/analytics/cache_analytics.hpp"
 #include "kvscope/analytics/detectors.hpp"
+#include "kvscope/export/json.hpp"
+#include "kvscope/export/prometheus.hpp"
 #include "kvscope/runtime/runtime.hpp"
 #include "prometheus_parser.hpp"
 #include "test_util.hpp"
@@ -47,7 +49,8 @@ FirstFinding first_global_finding(SnapshotDetector& detector,
   FirstFinding first;
   for (std::size_t i = 0; i < intervals.size(); ++i) {
     std::vector<Finding> findings;
-    detector.inspect(interval_snapshot(i + 1, intervals[i]), findings);
+    const RuntimeSnapshot s = interval_snapshot(i + 1, intervals[i]);
+    detector.inspect(s, s.analytics, findings);
     for (const Finding& f : findings) {
       if (f.shard || static_cast<int>(i) < from || first.at >= 0) continue;
       first = {static_cast<int>(i), f};
@@ -110,7 +113,8 @@ TEST(ThrashingDetector, GradesTheRefaultShareOnceEnoughMissesAreSampled) {
     f.refaults_within_capacity = refaults;
     f.sample_rate = 0.01;
     std::vector<Finding> findings;
-    detector.inspect(interval_snapshot(2, f), findings);
+    const RuntimeSnapshot s = interval_snapshot(2, f);
+    detector.inspect(s, s.analytics, findings);
     return findings;
   };
   EXPECT_TRUE(run(1000, 10).empty());  // 10 sampled misses: too few to judge
@@ -133,7 +137,8 @@ TEST(MemoryPressureDetector, UsageWarnsAndRefusedAllocationsAreCritical) {
   f.usage = 0.95;
   f.allocation_failures = 3;
   std::vector<Finding> findings;
-  detector.inspect(interval_snapshot(2, f), findings);
+  const RuntimeSnapshot s = interval_snapshot(2, f);
+  detector.inspect(s, s.analytics, findings);
   ASSERT_EQ(findings.size(), 4u);  // global and shard 0, each usage + failures
   EXPECT_EQ(findings[0].metric, "usage");
   EXPECT_EQ(findings[0].level, AlertLevel::warning);
@@ -180,7 +185,7 @@ TEST(CacheAnalytics, MeasuresIntervalsFromConsecutiveSnapshots) {
   first.global.used_blocks = 50;
   first.global.total.fresh = QueryCounts{10, 1000, 100, 10, 1};
   first.shards = {first.global};
-  analytics.measure(first);
+  first.analytics = analytics.measure(first);
   EXPECT_EQ(first.analytics.interval.seconds, 0);  // nothing to compare with yet
 
   RuntimeSnapshot second = first;
@@ -189,7 +194,7 @@ TEST(CacheAnalytics, MeasuresIntervalsFromConsecutiveSnapshots) {
   second.global.total.evictions = 40;
   second.global.total.allocation_failures = 2;
   second.shards = {second.global};
-  analytics.measure(second);
+  second.analytics = analytics.measure(second);
   const IntervalFigures& f = second.analytics.interval;
   EXPECT_EQ(f.seconds, 2);
   EXPECT_EQ(f.requests, 20u);
@@ -213,7 +218,7 @@ TEST(CacheAnalytics, TrendsFollowARisingUsage) {
     s.interval = i == 0 ? 0s : 1s;
     s.global.used_blocks = static_cast<std::uint64_t>(200 + 10 * i);
     s.shards = {s.global};
-    analytics.measure(s);
+    s.analytics = analytics.measure(s);
   }
   const auto& trends = s.analytics.trends;
   const auto usage = std::find_if(trends.begin(), trends.end(),
@@ -269,7 +274,7 @@ TEST(Diagnosis, ExplainsShortPromptsThrashingAndUndersizing) {
   residency.refaults_within_capacity = 41;  // ...41 of them refaulted within capacity
   s.global.residency = residency;
   s.analytics.capacity = advise_capacity(scripted_curve(), 0.3, 0.1);
-  const PerformanceDiagnosis d = diagnose(s);
+  const PerformanceDiagnosis d = diagnose(s, s.analytics, s.alerts);
   EXPECT_TRUE(has_issue(d, "short_prompts",
                         "prefixes shorter than one block can never hit: 23% of requests"));
   EXPECT_TRUE(has_issue(d, "thrashing",
@@ -285,7 +290,7 @@ TEST(Diagnosis, AHealthyCacheHasNoIssues) {
   RuntimeSnapshot s;
   s.global.num_blocks = 100;
   s.global.prefixes.stops = {0, 10, 80, 10};
-  const PerformanceDiagnosis d = diagnose(s);
+  const PerformanceDiagnosis d = diagnose(s, s.analytics, s.alerts);
   EXPECT_TRUE(d.issues.empty());
   EXPECT_NE(d.to_text().find("no issues found"), std::string::npos);
 }
@@ -333,11 +338,11 @@ TEST(RuntimeAnalytics, SnapshotsCarryTheCurveAdviceAndDiagnosis) {
   EXPECT_GT(last->analytics.capacity->expected_hit_ratio, 0.3);
   EXPECT_TRUE(has_issue(last->analytics.diagnosis, "short_prompts", "50% of requests"));
   EXPECT_EQ(runtime.analyze_performance().issues.size(), last->analytics.diagnosis.issues.size());
-  const std::string json = last->to_json();
+  const std::string json = to_json(*last);
   for (const char* key : {"\"analytics\"", "\"capacity\"", "\"diagnosis\"", "\"trends\"",
                           "\"miss_ratio_curve\"", "\"alert_events\""})
     EXPECT_NE(json.find(key), std::string::npos) << key;
-  const std::string prometheus = last->to_prometheus();
+  const std::string prometheus = to_prometheus(*last);
   const auto families =
       testing_util::PromParser::parse(prometheus);  // strict: throws on a bad line
   EXPECT_DOUBLE_EQ(testing_util::PromParser::value(

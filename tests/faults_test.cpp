@@ -47,7 +47,7 @@ RuntimeConfig config(std::uint32_t shards, std::uint32_t blocks) {
 class ShardGate {
  public:
   explicit ShardGate(Runtime& runtime) {
-    for (ShardId s = 0; s < runtime.shard_count(); ++s) {
+    for (ShardId s{0}; s.value < runtime.shard_count(); ++s.value) {
       // The task keeps its own handle on the future: it may still be
       // returning from wait() when the gate is gone.
       asio::post(runtime.shard_executor(s), [opened = opened_, &entered = entered_] {
@@ -165,7 +165,7 @@ TEST(Faults, AFullObservationQueueDropsAndCountsButNeverBlocks) {
   const SnapshotPtr last = runtime.snapshot();
   const std::uint64_t total = std::uint64_t{kProducers} * kEach;
   EXPECT_LT(accepted.load(), total);  // the queues did fill
-  EXPECT_EQ(accepted + last->counters.observations_dropped, total);
+  EXPECT_EQ(accepted + last->observations_dropped(), total);
   const CachingSnapshot* block = last->levels.find(CacheType::block());
   ASSERT_NE(block, nullptr);
   EXPECT_EQ(block->total.hits, accepted.load());
@@ -200,7 +200,7 @@ asio::awaitable<void> admit_once(Runtime& runtime, std::uint64_t id, ClientTally
 
 std::vector<std::uint64_t> live_requests(Runtime& runtime) {
   std::vector<std::uint64_t> live;
-  for (ShardId s = 0; s < runtime.shard_count(); ++s)
+  for (ShardId s{0}; s.value < runtime.shard_count(); ++s.value)
     live.push_back(runtime.shard_stats(s, asio::use_future).get()->live_requests);
   return live;
 }
@@ -219,7 +219,7 @@ TEST(Faults, AllocationFailureStormThenRecovery) {
   for (std::uint64_t id = 1; held.size() < runtime.shard_count() && id < 1000; ++id) {
     const auto prompt = seq(128, static_cast<TokenId>(id * 1000));
     const ShardId shard = runtime.route(Request::with_tokens(RequestId{id}, prompt));
-    if (shard != held.size()) continue;  // one holder per shard, in shard order
+    if (shard.value != held.size()) continue;  // one holder per shard, in shard order
     callers.spawn(hold(runtime, id, 128, holders));
     callers.run_all();
     held.push_back(id);
@@ -236,11 +236,11 @@ TEST(Faults, AllocationFailureStormThenRecovery) {
   EXPECT_EQ(live_requests(runtime), live_before);
 
   for (std::size_t s = 0; s < held.size(); ++s) {
-    ASSERT_TRUE(
-        runtime
-            .free(static_cast<ShardId>(s), RequestId{held[s]}, FreeOrder::reverse, asio::use_future)
-            .get()
-            .ok());
+    ASSERT_TRUE(runtime
+                    .free(ShardId{static_cast<std::uint32_t>(s)}, RequestId{held[s]},
+                          FreeOrder::reverse, asio::use_future)
+                    .get()
+                    .ok());
   }
   ClientTally recovered;
   for (std::uint64_t i = 0; i < kStorm; ++i)
@@ -248,7 +248,7 @@ TEST(Faults, AllocationFailureStormThenRecovery) {
   callers.run_all();
   EXPECT_EQ(recovered.admitted.load(), kStorm);
   EXPECT_EQ(recovered.freed.load(), kStorm);
-  for (ShardId s = 0; s < runtime.shard_count(); ++s) {
+  for (ShardId s{0}; s.value < runtime.shard_count(); ++s.value) {
     auto check = [](MeteredPrefixCache& cache, MultiLevelCacheMetrics&) -> Result<void> {
       cache.cache().check_invariants();
       return {};

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "histogram_test_util.hpp"
+#include "kvscope/export/json.hpp"
 #include "kvscope/metrics/histogram.hpp"
 
 namespace kvscope {
@@ -479,7 +480,7 @@ TEST(Histogram, ToJsonHasTheDocumentedKeysAndValues) {
   Histogram h;
   for (std::uint64_t v = 1; v <= 1'000; ++v) h.record(v * 1'000);
   h.record(kDefaultMax + 1);
-  const auto j = nlohmann::json::parse(h.to_json());
+  const auto j = nlohmann::json::parse(to_json(h));
   ASSERT_TRUE(j.is_object());
   for (const char* key :
        {"count", "sum", "mean", "min", "max", "p50", "p90", "p99", "p999", "overflow"}) {
@@ -498,7 +499,7 @@ TEST(Histogram, ToJsonHasTheDocumentedKeysAndValues) {
 }
 
 TEST(Histogram, ToJsonOfEmptyParsesWithZeros) {
-  const auto j = nlohmann::json::parse(Histogram{}.to_json());
+  const auto j = nlohmann::json::parse(to_json(Histogram{}));
   EXPECT_EQ(j.at("count").get<std::uint64_t>(), 0u);
   EXPECT_EQ(j.at("min").get<std::uint64_t>(), 0u);
   EXPECT_EQ(j.at("p99").get<std::uint64_t>(), 0u);

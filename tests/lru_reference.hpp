@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kvscope/analytics/miss_ratio_curve.hpp"
+#include "kvscope/metrics/miss_ratio_curve.hpp"
 #include "kvscope/trace/mooncake_trace.hpp"
 
 namespace kvscope::testing_util {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 
 namespace kvscope {

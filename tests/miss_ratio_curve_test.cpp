@@ -11,7 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kvscope/analytics/miss_ratio_curve.hpp"
+#include "kvscope/export/json.hpp"
+#include "kvscope/metrics/miss_ratio_curve.hpp"
 #include "lru_reference.hpp"
 #include "trace_util.hpp"
 
@@ -184,7 +185,7 @@ TEST(MissRatioCurve, JsonHasThePoints) {
   const std::vector<BlockHash> chain{BlockHash::from_id(1)};
   tracker.record(chain, 16, 16, 1);
   tracker.record(chain, 16, 16, 1);
-  const std::string json = tracker.curve().to_json();
+  const std::string json = to_json(tracker.curve());
   for (const char* key : {"\"points\"", "\"capacity_blocks\":4", "\"block_hit_ratio\":0.5",
                           "\"touch_order\":\"leaf_to_root\"", "\"references\":2"})
     EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;

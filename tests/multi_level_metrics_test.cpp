@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kvscope/export/json.hpp"
 #include "kvscope/metrics/cache_metrics.hpp"
 #include "kvscope/metrics/multi_level_metrics.hpp"
 
@@ -215,7 +216,7 @@ TEST(MultiLevelSnapshot, ToJsonParsesWithTheDocumentedKeys) {
   m.observe_request(std::nullopt);
   m.observe_request(std::nullopt);
   m.tick(2s);
-  const json j = json::parse(m.snapshot(2s).to_json());
+  const json j = json::parse(to_json(m.snapshot(2s)));
   ASSERT_TRUE(j.is_object());
   for (const char* key :
        {"levels", "requests", "served", "combined_hit_rate", "window_requests", "window_served",

@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "test_util.hpp"
 

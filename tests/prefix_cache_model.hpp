@@ -32,6 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kvscope/export/json.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "test_util.hpp"
 
@@ -700,8 +701,8 @@ inline void RandomOps::check_state(int step) {
               std::multiset<std::uint32_t>(m.evictable_.begin(), m.evictable_.end()));
   }
 
-  EXPECT_EQ(c.stats(), m.stats_) << "cache: " << c.stats().to_json()
-                                 << "\nmodel: " << m.stats_.to_json();
+  EXPECT_EQ(c.stats(), m.stats_) << "cache: " << to_json(c.stats())
+                                 << "\nmodel: " << to_json(m.stats_);
   EXPECT_EQ(events_.cached - events_.uncached_reused - events_.uncached_reset, cached);
   EXPECT_EQ(events_.uncached_reused, c.stats().evictions);
   EXPECT_EQ(events_.released, m.released_);

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kvscope/export/json.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/metrics/prefix_metrics.hpp"
 #include "kvscope/prefix_cache.hpp"
@@ -374,7 +375,7 @@ TEST(PrefixSnapshot, ToJsonParsesWithTheDocumentedKeys) {
   a.admit(prompt, tenant("alice"));
   a.admit(prompt, tenant("alice"));
   a.admit(seq(2, 900));
-  const json j = json::parse(a.metrics().snapshot().to_json());
+  const json j = json::parse(to_json(a.metrics().snapshot()));
   ASSERT_TRUE(j.is_object());
   for (const char* key :
        {"top_prefixes", "hit_length_tokens", "stops", "too_short_share", "tenants", "adapters"}) {

@@ -1,6 +1,7 @@
 // Prometheus exposition: the writer's rules, the shard export read back by a
 // strict test parser, and golden files of a scripted timeline (JSON and text).
-#include "kvscope/metrics/prometheus.hpp"
+#include "kvscope/export/prometheus.hpp"
+#include "kvscope/export/json.hpp"
 
 #include <gtest/gtest.h>
 
@@ -189,7 +190,7 @@ void expect_golden(const std::string& name, const std::string& actual) {
 TEST(GoldenExport, ShardSnapshotJson) {
   Timeline t;
   const ShardSnapshot s = t.run();
-  auto json = nlohmann::json::parse(s.to_json());
+  auto json = nlohmann::json::parse(to_json(s));
   json.erase("metrics_memory_bytes");  // depends on the standard library's containers
   expect_golden("shard_snapshot.json", json.dump(2) + "\n");
 }
@@ -208,9 +209,10 @@ TEST(GoldenExport, EvictionEventsCsvAndJson) {
   t.run();
   auto* tracker = t.cache->metrics().residency();
   ASSERT_NE(tracker, nullptr);
-  expect_golden("eviction_events.csv", tracker->events_csv());
-  expect_golden("eviction_events.json",
-                nlohmann::json::parse(tracker->events_json()).dump(2) + "\n");
+  expect_golden("eviction_events.csv", eviction_events_csv(tracker->recent_events()));
+  expect_golden(
+      "eviction_events.json",
+      nlohmann::json::parse(eviction_events_json(tracker->recent_events())).dump(2) + "\n");
 }
 
 }  // namespace

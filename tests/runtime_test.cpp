@@ -1,6 +1,8 @@
 // Runtime: configuration, routing, awaitable operations, lifecycle and the
 // accounting invariants under load (client counts == snapshot == sum of shards).
 #include "kvscope/runtime/runtime.hpp"
+#include "kvscope/export/json.hpp"
+#include "kvscope/export/prometheus.hpp"
 
 #include <gtest/gtest.h>
 
@@ -65,10 +67,12 @@ TEST(RuntimeConfig, RejectsBadValuesWithTheFieldName) {
 TEST(RuntimeConfig, SplitsThePoolAcrossShards) {
   Runtime runtime(small_config(3, 10));
   EXPECT_EQ(runtime.shard_count(), 3u);
-  EXPECT_EQ(runtime.shard_blocks(0) + runtime.shard_blocks(1) + runtime.shard_blocks(2), 10u);
-  EXPECT_EQ(runtime.shard_blocks(0), 4u);
-  EXPECT_EQ(runtime.shard_blocks(2), 3u);
-  EXPECT_THROW((void)runtime.shard_blocks(3), std::out_of_range);
+  EXPECT_EQ(runtime.shard_blocks(ShardId{0}) + runtime.shard_blocks(ShardId{1}) +
+                runtime.shard_blocks(ShardId{2}),
+            10u);
+  EXPECT_EQ(runtime.shard_blocks(ShardId{0}), 4u);
+  EXPECT_EQ(runtime.shard_blocks(ShardId{2}), 3u);
+  EXPECT_THROW((void)runtime.shard_blocks(ShardId{3}), std::out_of_range);
 }
 
 TEST(RuntimeRouting, EqualFirstBlocksMeetOnOneShard) {
@@ -88,9 +92,9 @@ TEST(RuntimeRouting, SpreadsDistinctPromptsAndShortRequests) {
   std::vector<int> short_per_shard(4, 0);
   for (std::uint64_t id = 0; id < 400; ++id) {
     const auto tokens = seq(8, static_cast<TokenId>(id * 8));
-    ++per_shard[runtime.route(Request::with_tokens(RequestId{id}, tokens))];
+    ++per_shard[runtime.route(Request::with_tokens(RequestId{id}, tokens)).value];
     const auto short_tokens = seq(2, 7);  // no full block: routed by id
-    ++short_per_shard[runtime.route(Request::with_tokens(RequestId{id}, short_tokens))];
+    ++short_per_shard[runtime.route(Request::with_tokens(RequestId{id}, short_tokens)).value];
   }
   for (int n : per_shard) EXPECT_GT(n, 50);
   for (int n : short_per_shard) EXPECT_GT(n, 50);
@@ -177,10 +181,13 @@ TEST(Runtime, WrongAndUnknownShardsAreReasonsNotCrashes) {
   const ShardId home = runtime.route(request);
   ASSERT_TRUE(runtime.allocate(request, asio::use_future).get().ok());
   EXPECT_EQ(
-      runtime.free(1 - home, RequestId{1}, FreeOrder::reverse, asio::use_future).get().status(),
+      runtime.free(ShardId{1 - home.value}, RequestId{1}, FreeOrder::reverse, asio::use_future)
+          .get()
+          .status(),
       Status::unknown_request);
-  EXPECT_EQ(runtime.free(7, RequestId{1}, FreeOrder::reverse, asio::use_future).get().status(),
-            Status::unknown_shard);
+  EXPECT_EQ(
+      runtime.free(ShardId{7}, RequestId{1}, FreeOrder::reverse, asio::use_future).get().status(),
+      Status::unknown_shard);
   EXPECT_TRUE(runtime.free(home, RequestId{1}, FreeOrder::reverse, asio::use_future).get().ok());
 }
 
@@ -189,7 +196,7 @@ TEST(Runtime, RouteOverridePlacesTheRequestWhereTheEngineSays) {
   runtime.start();
   const auto tokens = seq(8, 1);
   const Request request = Request::with_tokens(RequestId{1}, tokens);
-  const ShardId other = 1 - runtime.route(request);
+  const ShardId other{1 - runtime.route(request).value};
   ASSERT_TRUE(runtime.allocate(other, request, asio::use_future).get().ok());
   auto stats = runtime.shard_stats(other, asio::use_future).get();
   ASSERT_TRUE(stats.ok());
@@ -204,14 +211,15 @@ TEST(Runtime, AppendAndResetGoThroughTheShard) {
   runtime.start();
   const auto tokens = seq(6, 1);
   const Request request = Request::with_tokens(RequestId{1}, tokens);
-  ASSERT_TRUE(runtime.allocate(0, request, asio::use_future).get().ok());
+  ASSERT_TRUE(runtime.allocate(ShardId{0}, request, asio::use_future).get().ok());
   const auto more = seq(2, 50);
-  auto grown = runtime.append(0, RequestId{1}, more, asio::use_future).get();
+  auto grown = runtime.append(ShardId{0}, RequestId{1}, more, asio::use_future).get();
   ASSERT_TRUE(grown.ok());
   EXPECT_EQ(grown->num_tokens, 8u);
-  EXPECT_EQ(runtime.reset(0, asio::use_future).get().status(), Status::blocks_in_use);
-  ASSERT_TRUE(runtime.free(0, RequestId{1}, FreeOrder::reverse, asio::use_future).get().ok());
-  EXPECT_TRUE(runtime.reset(0, asio::use_future).get().ok());
+  EXPECT_EQ(runtime.reset(ShardId{0}, asio::use_future).get().status(), Status::blocks_in_use);
+  ASSERT_TRUE(
+      runtime.free(ShardId{0}, RequestId{1}, FreeOrder::reverse, asio::use_future).get().ok());
+  EXPECT_TRUE(runtime.reset(ShardId{0}, asio::use_future).get().ok());
 }
 
 // ---- accounting under load ----
@@ -259,8 +267,8 @@ TEST(RuntimeLoad, ThousandsOfCoroutinesAccountExactly) {
     callers.spawn(request_handler(runtime, id, tally));
   callers.run_all();
   std::atomic<bool> invariants_hold{true};  // written by coroutines on two threads
-  for (ShardId s = 0; s < runtime.shard_count(); ++s)
-    callers.spawn(check_shard_invariants(runtime, s, invariants_hold));
+  for (std::uint32_t s = 0; s < runtime.shard_count(); ++s)
+    callers.spawn(check_shard_invariants(runtime, ShardId{s}, invariants_hold));
   callers.run_all();
   EXPECT_TRUE(invariants_hold.load());
   runtime.stop();
@@ -334,7 +342,8 @@ asio::awaitable<void> observe_levels(Runtime& runtime, int rounds) {
                                             MetricObservation::miss(CacheType::kv(), 1, 1024),
                                             MetricObservation::request(CacheType::kv())};
   for (int i = 0; i < rounds; ++i) {
-    auto done = co_await runtime.observe(static_cast<ShardId>(i) % runtime.shard_count(), step);
+    auto done = co_await runtime.observe(
+        ShardId{static_cast<std::uint32_t>(i) % runtime.shard_count()}, step);
     EXPECT_TRUE(done.ok());
   }
 }
@@ -368,7 +377,7 @@ TEST(RuntimeObservations, AwaitedAndFireAndForgetObservationsAllLand) {
   const CachingSnapshot* block = last->levels.find(CacheType::block());
   ASSERT_NE(block, nullptr);
   EXPECT_EQ(block->total.hits, accepted.load());
-  EXPECT_EQ(accepted + last->counters.observations_dropped, 6000u);
+  EXPECT_EQ(accepted + last->observations_dropped(), 6000u);
 }
 
 // ---- batches ----
@@ -601,7 +610,8 @@ class ScriptedDetector final : public SnapshotDetector {
  public:
   ScriptedDetector(std::string metric, bool throws) : metric_(std::move(metric)), throws_(throws) {}
   std::string_view name() const noexcept override { return "scripted"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override {
+  void inspect(const MergedSnapshot& snapshot, const AnalyticsReport&,
+               std::vector<Finding>& findings) override {
     findings.push_back(Finding{.detector = "scripted",
                                .metric = metric_,
                                .value = static_cast<double>(snapshot.sequence),
@@ -640,7 +650,8 @@ TEST(RuntimeDetectors, AlertSubscribersSeeEveryTransitionInOrder) {
   class Alternating final : public SnapshotDetector {
    public:
     std::string_view name() const noexcept override { return "alternating"; }
-    void inspect(const RuntimeSnapshot& s, std::vector<Finding>& findings) override {
+    void inspect(const MergedSnapshot& s, const AnalyticsReport&,
+                 std::vector<Finding>& findings) override {
       if (s.sequence % 2 == 1)
         findings.push_back(Finding{.detector = "alternating", .metric = "m"});
     }
@@ -688,7 +699,7 @@ TEST(ThresholdDetector, FiresOnUsageAndValidatesRules) {
   snapshot.global = snapshot.shards[0];
   snapshot.global += snapshot.shards[1];
   std::vector<Finding> findings;
-  detector.inspect(snapshot, findings);
+  detector.inspect(snapshot, snapshot.analytics, findings);
   ASSERT_EQ(findings.size(), 1u);  // global 0.5 is not above 0.5; shard 0 is
   EXPECT_EQ(findings[0].shard, std::optional<std::uint32_t>(0));
   EXPECT_DOUBLE_EQ(findings[0].value, 0.9);
@@ -703,12 +714,12 @@ TEST(RuntimeExport, JsonAndPrometheusCarryEveryShard) {
       runtime.allocate(Request::with_tokens(RequestId{1}, tokens), asio::use_future).get().ok());
   runtime.stop();
   const SnapshotPtr last = runtime.snapshot();
-  const auto json = nlohmann::json::parse(last->to_json());
+  const auto json = nlohmann::json::parse(to_json(*last));
   EXPECT_EQ(json["sequence"], last->sequence);
   EXPECT_EQ(json["shards"].size(), 2u);
   EXPECT_EQ(json["global"]["total"]["requests"], 1);
   EXPECT_EQ(json["final"], true);
-  const auto families = testing_util::PromParser::parse(last->to_prometheus());
+  const auto families = testing_util::PromParser::parse(to_prometheus(*last));
   bool found_operations = false;
   for (const auto& family : families)
     if (family.name == "kvscope_runtime_shard_operations_total") {

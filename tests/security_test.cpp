@@ -133,17 +133,17 @@ TEST(TenantIsolationRuntime, AnotherTenantsMissIsNoRefaultOfItsGhosts) {
   Runtime runtime(one_shard_with_ghosts(1, 8));
   runtime.start();
   const auto prompt = seq(9, 100);  // 2 full blocks + 1 token: 3 blocks
-  ASSERT_TRUE(allocate_on(runtime, 0, with_tokens(1, prompt, tenant("tenant-a"))).ok());
-  free_on(runtime, 0, 1);
+  ASSERT_TRUE(allocate_on(runtime, ShardId{0}, with_tokens(1, prompt, tenant("tenant-a"))).ok());
+  free_on(runtime, ShardId{0}, 1);
   // Fill the pool with unrelated prompts: A's cached blocks are evicted.
-  ASSERT_TRUE(allocate_on(runtime, 0, with_tokens(2, seq(32, 5000))).ok());
-  free_on(runtime, 0, 2);
+  ASSERT_TRUE(allocate_on(runtime, ShardId{0}, with_tokens(2, seq(32, 5000))).ok());
+  free_on(runtime, ShardId{0}, 2);
 
-  const auto b = allocate_on(runtime, 0, with_tokens(3, prompt, tenant("tenant-b")));
+  const auto b = allocate_on(runtime, ShardId{0}, with_tokens(3, prompt, tenant("tenant-b")));
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(b->lookup.hit_blocks, 0u);
-  free_on(runtime, 0, 3);
-  const auto a = allocate_on(runtime, 0, with_tokens(4, prompt, tenant("tenant-a")));
+  free_on(runtime, ShardId{0}, 3);
+  const auto a = allocate_on(runtime, ShardId{0}, with_tokens(4, prompt, tenant("tenant-a")));
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->lookup.hit_blocks, 0u);  // evicted: a miss, and a refault of its own ghost
   runtime.stop();                       // publishes the final snapshot with the residency figures

@@ -99,7 +99,7 @@ class ServingStackServer : public ::testing::Test {
     runtime_->start();
     service_ = std::make_unique<GenerateService>(*runtime_, service_config);
     std::vector<asio::any_io_executor> executors;
-    for (kvscope::ShardId s = 0; s < runtime_->shard_count(); ++s)
+    for (kvscope::ShardId s{0}; s.value < runtime_->shard_count(); ++s.value)
       executors.emplace_back(runtime_->shard_executor(s));
     auto handler = [this](HttpRequest request) { return service_->handle(std::move(request)); };
     auto count = [this](int status) { service_->count_response(status); };
@@ -137,7 +137,7 @@ class ServingStackServer : public ::testing::Test {
   /// Every shard's cache state, read on its own thread.
   std::vector<kvscope::testing_util::Snapshot> cache_state() {
     std::vector<kvscope::testing_util::Snapshot> state;
-    for (kvscope::ShardId s = 0; s < runtime_->shard_count(); ++s) {
+    for (kvscope::ShardId s{0}; s.value < runtime_->shard_count(); ++s.value) {
       auto read = [](kvscope::MeteredPrefixCache& cache, kvscope::MultiLevelCacheMetrics&) {
         return kvscope::Result<kvscope::testing_util::Snapshot>(
             kvscope::testing_util::Snapshot::of(cache.cache()));
@@ -177,7 +177,7 @@ TEST_F(ServingStackServer, RepeatedPromptHitsItsCachedPrefix) {
   EXPECT_EQ(first["finish_reason"], "length");
   const auto tokens = kvscope::testing_util::seq(64, 1000);
   const auto routed = kvscope::Request::with_tokens(kvscope::RequestId{0}, tokens);
-  EXPECT_EQ(first["shard"], runtime_->route(routed));
+  EXPECT_EQ(first["shard"], runtime_->route(routed).value);
 
   const Json second = generate_ok(body);
   EXPECT_EQ(second["cached_tokens"], 48);  // 4 cached blocks, capped at 63 tokens: 3 blocks

@@ -16,7 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
+#include "kvscope/export/json.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/metrics/shard_metrics.hpp"
 #include "kvscope/prefix_cache.hpp"
@@ -325,7 +326,7 @@ TEST(ShardSnapshot, ToJsonParses) {
   ManualClock clock;
   MeteredPrefixCache mc(config(8, kBs), shard_config(&clock));
   traffic_one(mc);
-  const json j = json::parse(mc.metrics().snapshot(2s).to_json());
+  const json j = json::parse(to_json(mc.metrics().snapshot(2s)));
   ASSERT_TRUE(j.is_object());
   EXPECT_FALSE(j.empty());
 }

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "histogram_test_util.hpp"
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 #include "kvscope/metrics/histogram.hpp"
 #include "kvscope/metrics/sliding_window.hpp"
 #include "kvscope/prefix_cache_stats.hpp"

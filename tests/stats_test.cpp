@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kvscope/export/json.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "kvscope/prefix_cache_stats.hpp"
 #include "test_util.hpp"
@@ -72,7 +73,7 @@ TEST(PrefixCacheStatsStruct, HitRateIsTheFreshTokenHitRate) {
 
 TEST(PrefixCacheStatsStruct, ToJsonIsOneObjectWithTheDocumentedFields) {
   const PrefixCacheStats s = sample_stats();
-  const nlohmann::json j = nlohmann::json::parse(s.to_json());
+  const nlohmann::json j = nlohmann::json::parse(to_json(s));
   ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j.at("requests").get<std::uint64_t>(), 4u);
   EXPECT_EQ(j.at("queries").get<std::uint64_t>(), 100u);
@@ -94,7 +95,7 @@ TEST(PrefixCacheStatsStruct, ToJsonIsOneObjectWithTheDocumentedFields) {
 }
 
 TEST(PrefixCacheStatsStruct, ToJsonOfEmptyStatsHasZeroRates) {
-  const nlohmann::json j = nlohmann::json::parse(PrefixCacheStats{}.to_json());
+  const nlohmann::json j = nlohmann::json::parse(to_json(PrefixCacheStats{}));
   EXPECT_EQ(j.at("requests").get<std::uint64_t>(), 0u);
   EXPECT_EQ(j.at("hit_rate").get<double>(), 0.0);
   EXPECT_EQ(j.at("block_hit_rate").get<double>(), 0.0);
@@ -104,7 +105,7 @@ TEST(PrefixCacheStatsStruct, ToJsonKeepsLargeCountersExact) {
   PrefixCacheStats s;
   s.fresh.query_tokens = 0xFFFF'FFFF'FFFF'FFF0ULL;
   s.evictions = (1ULL << 53) + 1;  // not representable as a double
-  const nlohmann::json j = nlohmann::json::parse(s.to_json());
+  const nlohmann::json j = nlohmann::json::parse(to_json(s));
   EXPECT_EQ(j.at("queries").get<std::uint64_t>(), 0xFFFF'FFFF'FFFF'FFF0ULL);
   EXPECT_EQ(j.at("evictions").get<std::uint64_t>(), (1ULL << 53) + 1);
 }

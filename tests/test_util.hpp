@@ -13,6 +13,7 @@
 
 #include "kvscope/block_hasher.hpp"
 #include "kvscope/eviction_policy.hpp"
+#include "kvscope/export/json.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "kvscope/result.hpp"
 #include "kvscope/types.hpp"
@@ -141,7 +142,7 @@ inline void expect_unchanged(const Snapshot& before, const Snapshot& after) {
   PrefixCacheStats b = after.stats;
   a.allocation_failures = 0;
   b.allocation_failures = 0;
-  EXPECT_EQ(a, b) << "before: " << before.stats.to_json() << "\nafter: " << after.stats.to_json();
+  EXPECT_EQ(a, b) << "before: " << to_json(before.stats) << "\nafter: " << to_json(after.stats);
 }
 
 inline const std::vector<EvictionPolicyKind>& all_policies() {

@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "kvscope/export/json.hpp"
+#include "kvscope/export/prometheus.hpp"
+
 namespace serving_stack {
 namespace {
 
@@ -140,7 +143,7 @@ asio::awaitable<HttpResponse> GenerateService::run_generation(GenerateRequest pa
                                  runtime_.shard_blocks(shard), block_size);
 
   GenerateOutcome outcome{.request_id = id.value,
-                          .shard = shard,
+                          .shard = shard.value,
                           .prompt_tokens = request.token_count(),
                           .cached_tokens = admitted->lookup.hit_tokens};
   co_await sleep_for(config_.prefill_per_token * (outcome.prompt_tokens - outcome.cached_tokens));
@@ -183,20 +186,18 @@ asio::awaitable<void> GenerateService::name_tenant(const std::string& tenant,
       co_return;
     named_tenants_.insert(tenant);
   }
-  for (kvscope::ShardId shard = 0; shard < runtime_.shard_count(); ++shard) {
-    auto set_name = [salt, tenant](kvscope::MeteredPrefixCache& cache,
-                                   kvscope::MultiLevelCacheMetrics&) {
-      cache.metrics().set_tenant_name(salt, tenant);
-      return kvscope::Result<void>{};
-    };
-    (void)co_await runtime_.with_shard(shard, std::move(set_name));  // not_running: shutting down
-  }
+  auto set_name = [salt, tenant](kvscope::MeteredPrefixCache& cache,
+                                 kvscope::MultiLevelCacheMetrics&) {
+    cache.metrics().set_tenant_name(salt, tenant);
+    return kvscope::Result<void>{};
+  };
+  (void)co_await runtime_.for_each_shard(std::move(set_name));  // not_running: shutting down
 }
 
 HttpResponse GenerateService::metrics_page() const {
   const kvscope::SnapshotPtr snapshot = runtime_.snapshot();
   if (!snapshot) return error_response(503, "no snapshot published yet");
-  std::string text = snapshot->to_prometheus(runtime_.config().metrics);
+  std::string text = to_prometheus(*snapshot, runtime_.config().metrics);
   text +=
       "# HELP serving_stack_http_responses_total HTTP responses of the example server, by status "
       "code.\n# TYPE serving_stack_http_responses_total counter\n";
@@ -213,7 +214,7 @@ HttpResponse GenerateService::metrics_page() const {
 HttpResponse GenerateService::snapshot_page() const {
   const kvscope::SnapshotPtr snapshot = runtime_.snapshot();
   if (!snapshot) return error_response(503, "no snapshot published yet");
-  return HttpResponse{.status = 200, .body = snapshot->to_json()};
+  return HttpResponse{.status = 200, .body = to_json(*snapshot)};
 }
 
 HttpResponse GenerateService::health_page() const {

@@ -141,8 +141,8 @@ int serve(const Options& o) {
   runtime.start();
   serving_stack::GenerateService service(runtime, service_config(o));
   std::vector<asio::any_io_executor> executors;
-  for (kvscope::ShardId shard = 0; shard < runtime.shard_count(); ++shard)
-    executors.emplace_back(runtime.shard_executor(shard));
+  for (std::uint32_t shard = 0; shard < runtime.shard_count(); ++shard)
+    executors.emplace_back(runtime.shard_executor(kvscope::ShardId{shard}));
 
   asio::io_context acceptor_context;
   serving_stack::ServerConfig server_config = o.server;

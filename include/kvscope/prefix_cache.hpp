@@ -35,9 +35,9 @@
 #include <vector>
 
 #include "kvscope/block_hasher.hpp"
+#include "kvscope/clock.hpp"
 #include "kvscope/detail/block_slot.hpp"
 #include "kvscope/eviction_policy.hpp"
-#include "kvscope/metrics/clock.hpp"
 #include "kvscope/prefix_cache_stats.hpp"
 #include "kvscope/result.hpp"
 #include "kvscope/types.hpp"
@@ -132,10 +132,16 @@ struct LookupResult {
 
 struct AllocateResult {
   LookupResult lookup;  ///< the prefix hit this allocation used
-  std::uint32_t reused_blocks =
-      0;                         ///< resident blocks past the prefix, shared rather than duplicated
-  std::uint32_t new_blocks = 0;  ///< blocks taken from the free pool
+  /// Resident blocks past the prefix, shared rather than duplicated.
+  std::uint32_t reused_blocks = 0;
+  std::uint32_t new_blocks = 0;      ///< blocks taken from the free pool
   std::uint32_t evicted_blocks = 0;  ///< of those, cached blocks whose hash was dropped
+  /// The block hashes this admission used, root first (hashed_blocks of
+  /// them): the request's own in hash mode, the ones the cache computed in
+  /// token mode. Borrowed, for metrics that replay admissions (the
+  /// miss-ratio curve): valid on the cache's thread until its next mutating
+  /// call, and empty in results the Runtime hands to other threads.
+  std::span<const BlockHash> hashes;
 };
 
 struct AppendResult {
@@ -276,13 +282,6 @@ class PrefixCache {
   /// for tests and debugging.
   std::vector<BlockId> free_queue() const;
 
-  /// The block hashes the last lookup() or allocate() of `request` used: the
-  /// caller's in hash mode, the ones the cache computed in token mode. For
-  /// metrics that replay admissions (the miss-ratio curve). Valid until the
-  /// next mutating call; call right after the operation, with its request.
-  std::span<const BlockHash> last_hashes(const Request& request) const noexcept {
-    return request.hash_mode() ? request.block_hashes : std::span<const BlockHash>(scratch_hashes_);
-  }
   /// How many of a request's `hashed` leading blocks a hit may cover (vLLM
   /// keeps the last prompt token uncached; max_hit_tokens overrides). O(1).
   std::uint32_t hit_cap_blocks(const Request& request, std::uint32_t hashed) const {

@@ -55,13 +55,6 @@ struct PrefixCacheStats {
 
   /// Token hit rate of fresh requests (vLLM's prefix cache hit rate).
   double hit_rate() const noexcept { return fresh.token_hit_rate(); }
-
-  /// One JSON object: {"requests", "queries", "hits", "query_blocks",
-  /// "hit_blocks", "hit_rate", "block_hit_rate", "preempted": {...},
-  /// "probes": {...}, "allocation_failures", "evictions", "resets",
-  /// "reset_evictions", "verification_failures"}.
-  /// queries/hits are tokens.
-  std::string to_json() const;
 };
 
 }  // namespace kvscope

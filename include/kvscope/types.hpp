@@ -36,6 +36,13 @@ struct BlockId {
   friend constexpr auto operator<=>(BlockId, BlockId) = default;
 };
 
+/// A shard of a Runtime, 0 .. shards-1 (Runtime::route() gives a request's).
+struct ShardId {
+  std::uint32_t value = 0;
+  friend constexpr bool operator==(ShardId, ShardId) = default;
+  friend constexpr auto operator<=>(ShardId, ShardId) = default;
+};
+
 /// The caller's request id; unique among the requests a cache currently holds.
 struct RequestId {
   std::uint64_t value = 0;

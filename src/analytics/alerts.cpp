@@ -5,10 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
-#include "metrics/json_util.hpp"
-
 namespace kvscope {
 
 std::string_view to_string(AlertLevel level) noexcept {
@@ -36,33 +32,6 @@ std::string_view to_string(AlertTransition::Kind kind) noexcept {
     case AlertTransition::Kind::resolved: return "resolved";
   }
   return "unknown";
-}
-
-std::string CacheAlert::to_json() const { return detail::cache_alert_json(*this).dump(); }
-
-nlohmann::json detail::cache_alert_json(const CacheAlert& a) {
-  const auto wall_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(a.started_wall.time_since_epoch());
-  nlohmann::json j{{"detector", a.detector},
-                   {"metric", a.metric},
-                   {"level", to_string(a.level)},
-                   {"state", to_string(a.state)},
-                   {"shard", nullptr},
-                   {"value", a.value},
-                   {"baseline", a.baseline},
-                   {"threshold", a.threshold},
-                   {"started_ns", a.started.count()},
-                   {"started_wall_ms", wall_ms.count()},
-                   {"fired_ns", a.fired.count()},
-                   {"resolved_ns", a.resolved.count()},
-                   {"intervals", a.intervals},
-                   {"message", a.message}};
-  if (a.shard) j["shard"] = *a.shard;
-  return j;
-}
-
-nlohmann::json detail::alert_transition_json(const AlertTransition& t) {
-  return nlohmann::json{{"kind", to_string(t.kind)}, {"alert", cache_alert_json(t.alert)}};
 }
 
 void AlertPolicy::validate() const {

@@ -7,8 +7,7 @@
 #include <limits>
 
 #include "analytics/median.hpp"
-#include "kvscope/runtime/snapshot.hpp"
-#include "metrics/json_util.hpp"
+#include "detail/units.hpp"
 
 namespace kvscope {
 
@@ -41,7 +40,7 @@ CacheAnalytics::CacheAnalytics(AnalyticsConfig config) : config_(std::move(confi
              {"latency_p99_us", 0.1, 0.2, {}}};
 }
 
-void CacheAnalytics::measure(RuntimeSnapshot& snapshot) {
+AnalyticsReport CacheAnalytics::measure(const MergedSnapshot& snapshot) {
   const double seconds = std::chrono::duration<double>(snapshot.interval).count();
   auto totals_of = [](const ShardSnapshot& s, const MultiLevelSnapshot& levels) {
     ScopeTotals t;
@@ -99,26 +98,24 @@ void CacheAnalytics::measure(RuntimeSnapshot& snapshot) {
     current.push_back(totals_of(
         snapshot.shards[i], i < snapshot.shard_levels.size() ? snapshot.shard_levels[i] : empty));
   }
-  AnalyticsReport& report = snapshot.analytics;
+  AnalyticsReport report;
   report.interval = figures_of(current[0], comparable ? &previous_[0] : nullptr, snapshot.global);
-  report.shard_intervals.clear();
   for (std::size_t i = 0; i < snapshot.shards.size(); ++i)
     report.shard_intervals.push_back(
         figures_of(current[i + 1], comparable ? &previous_[i + 1] : nullptr, snapshot.shards[i]));
   previous_ = std::move(current);
 
   if (report.interval.seconds > 0) extend_series(report.interval);
-  report.trends.clear();
   for (const Series& s : series_) {
     const std::vector<double> values(s.values.begin(), s.values.end());
     const double min_change =
         std::max(s.min_change_abs, s.min_change_rel * median_magnitude(s.values));
     report.trends.push_back({s.metric, analyze_trend(values, config_.trend, min_change)});
   }
-  report.capacity.reset();
   if (snapshot.global.miss_ratio)
     report.capacity = advise_capacity(*snapshot.global.miss_ratio, config_.target_hit_ratio,
                                       snapshot.global.total.hit_rate());
+  return report;
 }
 
 void CacheAnalytics::extend_series(const IntervalFigures& f) {
@@ -218,9 +215,9 @@ int severity_rank(const std::string& severity) {
   return severity == "critical" ? 0 : severity == "warning" ? 1 : 2;
 }
 
-void add_capacity_issues(const RuntimeSnapshot& s, PerformanceDiagnosis& d) {
-  if (!s.analytics.capacity) return;
-  const CapacityAdvice& c = *s.analytics.capacity;
+void add_capacity_issues(const std::optional<CapacityAdvice>& advice, PerformanceDiagnosis& d) {
+  if (!advice) return;
+  const CapacityAdvice& c = *advice;
   const double current = static_cast<double>(c.current_blocks);
   if (c.blocks_for_target && static_cast<double>(*c.blocks_for_target) > 1.1 * current) {
     d.issues.push_back(
@@ -271,7 +268,7 @@ void add_residency_issues(const ShardSnapshot& g, const AnalyticsConfig& config,
   }
 }
 
-void add_traffic_issues(const RuntimeSnapshot& s, PerformanceDiagnosis& d) {
+void add_traffic_issues(const MergedSnapshot& s, PerformanceDiagnosis& d) {
   const ShardSnapshot& g = s.global;
   const double too_short = g.prefixes.too_short_share();
   if (too_short >= 0.05) {
@@ -302,18 +299,18 @@ void add_traffic_issues(const RuntimeSnapshot& s, PerformanceDiagnosis& d) {
                      "or tenant pins one shard",
                      s.load_imbalance())});
   }
-  if (s.counters.observations_dropped > 0) {
-    d.issues.push_back({"observations_dropped", "warning",
-                        static_cast<double>(s.counters.observations_dropped),
+  if (const std::uint64_t dropped = s.observations_dropped(); dropped > 0) {
+    d.issues.push_back({"observations_dropped", "warning", static_cast<double>(dropped),
                         fmt::format("{} fire-and-forget observations were dropped by full "
                                     "queues: metrics undercount",
-                                    s.counters.observations_dropped)});
+                                    dropped)});
   }
 }
 
 }  // namespace
 
-PerformanceDiagnosis diagnose(const RuntimeSnapshot& s, const AnalyticsConfig& config) {
+PerformanceDiagnosis diagnose(const MergedSnapshot& s, const AnalyticsReport& analytics,
+                              std::span<const CacheAlert> alerts, const AnalyticsConfig& config) {
   PerformanceDiagnosis d;
   const ShardSnapshot& g = s.global;
   d.overall_hit_rate = g.total.hit_rate();
@@ -327,12 +324,12 @@ PerformanceDiagnosis diagnose(const RuntimeSnapshot& s, const AnalyticsConfig& c
   d.usage = g.usage();
   d.sharing_factor = g.sharing_factor();
   d.cached_share = detail::ratio(g.cached_blocks, g.num_blocks);
-  if (s.analytics.capacity) d.recommended_blocks = s.analytics.capacity->blocks_for_target;
+  if (analytics.capacity) d.recommended_blocks = analytics.capacity->blocks_for_target;
 
   add_traffic_issues(s, d);
   add_residency_issues(g, config, d);
-  add_capacity_issues(s, d);
-  for (const CacheAlert& a : s.alerts) {
+  add_capacity_issues(analytics.capacity, d);
+  for (const CacheAlert& a : alerts) {
     if (a.state != AlertState::firing) continue;
     d.issues.push_back(
         {"alert:" + a.detector, std::string(to_string(a.level)), a.value, a.message});

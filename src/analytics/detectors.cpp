@@ -13,8 +13,8 @@ namespace {
 
 /// Calls fn(figures, shard) for the global scope and, when asked, each shard.
 template <class Fn>
-void for_each_scope(const RuntimeSnapshot& snapshot, bool per_shard, Fn&& fn) {
-  const AnalyticsReport& report = snapshot.analytics;
+void for_each_scope(const MergedSnapshot& snapshot, const AnalyticsReport& report, bool per_shard,
+                    Fn&& fn) {
   if (report.interval.seconds <= 0) return;  // the first snapshot has no interval
   fn(report.interval, std::optional<std::uint32_t>{}, snapshot.global);
   if (!per_shard) return;
@@ -48,34 +48,6 @@ MonitorConfig with_min_effect(MonitorConfig config, double floor) {
 
 }  // namespace
 
-void AnalyticsConfig::validate() const {
-  auto bad = [](const std::string& what) {
-    throw std::invalid_argument("kvscope: AnalyticsConfig." + what);
-  };
-  auto nested = [&](const char* field, auto&& check) {
-    try {
-      check();
-    } catch (const std::invalid_argument& e) {
-      bad(std::string(field) + ": " + e.what());
-    }
-  };
-  nested("trend", [&] { trend.validate(); });
-  nested("monitor", [&] { monitor.validate(); });
-  nested("alerts", [&] { alerts.validate(); });
-  auto in = [&](const char* field, double value, double lo, double hi) {
-    if (!(std::isfinite(value) && value >= lo && value <= hi))
-      bad(fmt::format("{} must be in [{}, {}], got {}", field, lo, hi, value));
-  };
-  in("hit_rate_min_drop", hit_rate_min_drop, 0, 1);
-  in("eviction_storm_min_turnover", eviction_storm_min_turnover, 0, 1e12);
-  in("thrashing_warning", thrashing_warning, 1e-9, 1);
-  in("thrashing_critical", thrashing_critical, thrashing_warning, 1);
-  if (thrashing_span < 1) bad("thrashing_span must be >= 1, got 0");
-  in("thrashing_min_sampled_misses", thrashing_min_sampled_misses, 1, 1e12);
-  in("latency_min_ratio", latency_min_ratio, 1, 1e6);
-  if (target_hit_ratio) in("target_hit_ratio", *target_hit_ratio, 1e-9, 1);
-}
-
 SeriesMonitor& detail::ScopeMonitors::at(std::optional<std::uint32_t> shard) {
   const std::size_t index = scope_index(shard);
   if (index >= monitors_.size()) monitors_.resize(index + 1);
@@ -89,22 +61,25 @@ HitRateDropDetector::HitRateDropDetector(const AnalyticsConfig& config)
     : config_((config.validate(), config)),
       monitors_(ShiftSide::drop, with_min_effect(config.monitor, config.hit_rate_min_drop)) {}
 
-void HitRateDropDetector::inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) {
-  for_each_scope(snapshot, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
-    if (f.requests < config_.min_interval_requests) return;
-    SeriesMonitor& monitor = monitors_.at(shard);
-    // Binomial noise of a ratio over this interval's requests, at the learnt level.
-    const double p = monitor.observations() > 0 ? monitor.baseline() : f.hit_rate_tokens;
-    const double floor = std::sqrt(std::max(p * (1 - p), 1e-4) / static_cast<double>(f.requests));
-    const MonitorVerdict v = monitor.observe(f.hit_rate_tokens, floor);
-    if (!v.level) return;
-    findings.push_back(finding_from(
-        name(), "hit_rate_tokens", v, shard,
-        fmt::format("{} token hit rate fell to {:.1f}% from its usual {:.1f}% ({} requests in "
-                    "the interval): a changed prompt template, new tenants or more cache "
-                    "pressure are the usual causes",
-                    where(shard), 100 * v.value, 100 * v.baseline, f.requests)));
-  });
+void HitRateDropDetector::inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+                                  std::vector<Finding>& findings) {
+  for_each_scope(
+      snapshot, analytics, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
+        if (f.requests < config_.min_interval_requests) return;
+        SeriesMonitor& monitor = monitors_.at(shard);
+        // Binomial noise of a ratio over this interval's requests, at the learnt level.
+        const double p = monitor.observations() > 0 ? monitor.baseline() : f.hit_rate_tokens;
+        const double floor =
+            std::sqrt(std::max(p * (1 - p), 1e-4) / static_cast<double>(f.requests));
+        const MonitorVerdict v = monitor.observe(f.hit_rate_tokens, floor);
+        if (!v.level) return;
+        findings.push_back(finding_from(
+            name(), "hit_rate_tokens", v, shard,
+            fmt::format("{} token hit rate fell to {:.1f}% from its usual {:.1f}% ({} requests in "
+                        "the interval): a changed prompt template, new tenants or more cache "
+                        "pressure are the usual causes",
+                        where(shard), 100 * v.value, 100 * v.baseline, f.requests)));
+      });
 }
 
 // ---- eviction storm ----
@@ -114,10 +89,11 @@ EvictionStormDetector::EvictionStormDetector(const AnalyticsConfig& config)
       monitors_(ShiftSide::rise,
                 with_min_effect(config.monitor, config.eviction_storm_min_turnover)) {}
 
-void EvictionStormDetector::inspect(const RuntimeSnapshot& snapshot,
+void EvictionStormDetector::inspect(const MergedSnapshot& snapshot,
+                                    const AnalyticsReport& analytics,
                                     std::vector<Finding>& findings) {
   for_each_scope(
-      snapshot, config_.per_shard,
+      snapshot, analytics, config_.per_shard,
       [&](const IntervalFigures& f, auto shard, const ShardSnapshot& s) {
         if (s.num_blocks == 0) return;
         // Poisson noise of the eviction count, in turnover units.
@@ -139,37 +115,40 @@ void EvictionStormDetector::inspect(const RuntimeSnapshot& snapshot,
 ThrashingDetector::ThrashingDetector(const AnalyticsConfig& config)
     : config_((config.validate(), config)) {}
 
-void ThrashingDetector::inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) {
-  for_each_scope(snapshot, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
-    const std::size_t index = scope_index(shard);
-    if (index >= spans_.size()) spans_.resize(index + 1);
-    auto& span = spans_[index];
-    span.push_back({static_cast<double>(f.misses_checked) * f.sample_rate,
-                    static_cast<double>(f.refaults_within_capacity)});
-    if (span.size() > config_.thrashing_span) span.pop_front();
-    double sampled = 0, refaults = 0;
-    for (const Sample& s : span) {
-      sampled += s.sampled_misses;
-      refaults += s.refaults;
-    }
-    if (sampled < config_.thrashing_min_sampled_misses) return;
-    const double share = std::min(1.0, refaults / sampled);
-    if (share < config_.thrashing_warning) return;
-    const bool critical = share >= config_.thrashing_critical;
-    const double bound = critical ? config_.thrashing_critical : config_.thrashing_warning;
-    findings.push_back(Finding{
-        .detector = std::string(name()),
-        .metric = "thrash_share",
-        .level = critical ? AlertLevel::critical : AlertLevel::warning,
-        .shard = shard,
-        .value = share,
-        .baseline = bound,
-        .threshold = bound,
-        .message = fmt::format("{} thrashing: {:.0f}% of misses were evicted less than one "
-                               "capacity ago; a somewhat larger cache (see the capacity advice) "
-                               "would have hit them",
-                               where(shard), 100 * share)});
-  });
+void ThrashingDetector::inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+                                std::vector<Finding>& findings) {
+  for_each_scope(
+      snapshot, analytics, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
+        const std::size_t index = scope_index(shard);
+        if (index >= spans_.size()) spans_.resize(index + 1);
+        auto& span = spans_[index];
+        span.push_back({static_cast<double>(f.misses_checked) * f.sample_rate,
+                        static_cast<double>(f.refaults_within_capacity)});
+        if (span.size() > config_.thrashing_span) span.pop_front();
+        double sampled = 0, refaults = 0;
+        for (const Sample& s : span) {
+          sampled += s.sampled_misses;
+          refaults += s.refaults;
+        }
+        if (sampled < config_.thrashing_min_sampled_misses) return;
+        const double share = std::min(1.0, refaults / sampled);
+        if (share < config_.thrashing_warning) return;
+        const bool critical = share >= config_.thrashing_critical;
+        const double bound = critical ? config_.thrashing_critical : config_.thrashing_warning;
+        findings.push_back(Finding{
+            .detector = std::string(name()),
+            .metric = "thrash_share",
+            .level = critical ? AlertLevel::critical : AlertLevel::warning,
+            .shard = shard,
+            .value = share,
+            .baseline = bound,
+            .threshold = bound,
+            .message =
+                fmt::format("{} thrashing: {:.0f}% of misses were evicted less than one "
+                            "capacity ago; a somewhat larger cache (see the capacity advice) "
+                            "would have hit them",
+                            where(shard), 100 * share)});
+      });
 }
 
 // ---- memory pressure ----
@@ -183,36 +162,40 @@ MemoryPressureDetector::MemoryPressureDetector(const AnalyticsConfig& config,
                     usage_threshold));
 }
 
-void MemoryPressureDetector::inspect(const RuntimeSnapshot& snapshot,
+void MemoryPressureDetector::inspect(const MergedSnapshot& snapshot,
+                                     const AnalyticsReport& analytics,
                                      std::vector<Finding>& findings) {
-  for_each_scope(snapshot, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
-    if (f.usage >= usage_threshold_) {
-      findings.push_back(Finding{
-          .detector = std::string(name()),
-          .metric = "usage",
-          .level = AlertLevel::warning,
-          .shard = shard,
-          .value = f.usage,
-          .baseline = usage_threshold_,
-          .threshold = usage_threshold_,
-          .message = fmt::format("{} has {:.0f}% of its blocks in use (bound {:.0f}%): little is "
-                                 "left to keep cached prefixes or admit long prompts",
-                                 where(shard), 100 * f.usage, 100 * usage_threshold_)});
-    }
-    if (f.allocation_failures > 0) {
-      findings.push_back(Finding{
-          .detector = std::string(name()),
-          .metric = "allocation_failures",
-          .level = AlertLevel::critical,
-          .shard = shard,
-          .value = static_cast<double>(f.allocation_failures),
-          .baseline = 0,
-          .threshold = 0,
-          .message = fmt::format("{} refused {} allocations for lack of free blocks in the last "
-                                 "interval: requests are waiting or being preempted",
-                                 where(shard), f.allocation_failures)});
-    }
-  });
+  for_each_scope(
+      snapshot, analytics, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
+        if (f.usage >= usage_threshold_) {
+          findings.push_back(Finding{
+              .detector = std::string(name()),
+              .metric = "usage",
+              .level = AlertLevel::warning,
+              .shard = shard,
+              .value = f.usage,
+              .baseline = usage_threshold_,
+              .threshold = usage_threshold_,
+              .message =
+                  fmt::format("{} has {:.0f}% of its blocks in use (bound {:.0f}%): little is "
+                              "left to keep cached prefixes or admit long prompts",
+                              where(shard), 100 * f.usage, 100 * usage_threshold_)});
+        }
+        if (f.allocation_failures > 0) {
+          findings.push_back(Finding{
+              .detector = std::string(name()),
+              .metric = "allocation_failures",
+              .level = AlertLevel::critical,
+              .shard = shard,
+              .value = static_cast<double>(f.allocation_failures),
+              .baseline = 0,
+              .threshold = 0,
+              .message =
+                  fmt::format("{} refused {} allocations for lack of free blocks in the last "
+                              "interval: requests are waiting or being preempted",
+                              where(shard), f.allocation_failures)});
+        }
+      });
 }
 
 // ---- latency regression ----
@@ -222,22 +205,25 @@ LatencyRegressionDetector::LatencyRegressionDetector(const AnalyticsConfig& conf
       monitors_(ShiftSide::rise,
                 with_min_effect(config.monitor, std::log(config.latency_min_ratio))) {}
 
-void LatencyRegressionDetector::inspect(const RuntimeSnapshot& snapshot,
+void LatencyRegressionDetector::inspect(const MergedSnapshot& snapshot,
+                                        const AnalyticsReport& analytics,
                                         std::vector<Finding>& findings) {
-  for_each_scope(snapshot, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
-    if (f.latency_samples < config_.latency_min_samples || f.latency_p99_us <= 0) return;
-    // A p99 is noisy by a few percent at best: floor the log-scale noise at 5%.
-    MonitorVerdict v = monitors_.at(shard).observe(std::log(f.latency_p99_us), 0.05);
-    if (!v.level) return;
-    v.value = std::exp(v.value);
-    v.baseline = std::exp(v.baseline);
-    v.threshold = std::exp(v.threshold);
-    findings.push_back(finding_from(
-        name(), "latency_p99_us", v, shard,
-        fmt::format("{} lookup latency p99 rose to {:.1f} us from its usual {:.1f} us: a slower "
-                    "cache level, contention or a larger working set",
-                    where(shard), v.value, v.baseline)));
-  });
+  for_each_scope(
+      snapshot, analytics, config_.per_shard, [&](const IntervalFigures& f, auto shard, auto&) {
+        if (f.latency_samples < config_.latency_min_samples || f.latency_p99_us <= 0) return;
+        // A p99 is noisy by a few percent at best: floor the log-scale noise at 5%.
+        MonitorVerdict v = monitors_.at(shard).observe(std::log(f.latency_p99_us), 0.05);
+        if (!v.level) return;
+        v.value = std::exp(v.value);
+        v.baseline = std::exp(v.baseline);
+        v.threshold = std::exp(v.threshold);
+        findings.push_back(finding_from(
+            name(), "latency_p99_us", v, shard,
+            fmt::format(
+                "{} lookup latency p99 rose to {:.1f} us from its usual {:.1f} us: a slower "
+                "cache level, contention or a larger working set",
+                where(shard), v.value, v.baseline)));
+      });
 }
 
 std::vector<std::shared_ptr<SnapshotDetector>> default_detectors(const AnalyticsConfig& config,

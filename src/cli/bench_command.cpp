@@ -10,6 +10,7 @@
 #include "bench_report.hpp"
 #include "commands.hpp"
 #include "kvscope/eviction_policy.hpp"
+#include "kvscope/export/prometheus.hpp"
 #include "load_driver.hpp"
 
 namespace kvscope::cli {
@@ -192,7 +193,7 @@ int run_bench(const BenchOptions& options, const CliStreams& streams) {
     write_file(o.json_path, report.dump(2) + "\n");
   }
   if (!o.prometheus_path.empty())
-    write_file(o.prometheus_path, result.final_snapshot->to_prometheus(result.metrics));
+    write_file(o.prometheus_path, to_prometheus(*result.final_snapshot, result.metrics));
   return run_passed(o, result, streams) ? kExitOk : kExitFailure;
 }
 

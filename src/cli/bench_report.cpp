@@ -6,6 +6,8 @@
 #include <cmath>
 #include <iterator>
 
+#include "kvscope/export/json.hpp"
+
 namespace kvscope::cli {
 
 namespace {
@@ -242,7 +244,7 @@ nlohmann::json alerts_json(const LoadResult& r) {
   nlohmann::json events = nlohmann::json::array();
   for (const AlertTransition& e : r.alert_events)
     events.push_back(
-        {{"kind", to_string(e.kind)}, {"alert", nlohmann::json::parse(e.alert.to_json())}});
+        {{"kind", to_string(e.kind)}, {"alert", nlohmann::json::parse(to_json(e.alert))}});
   return {{"raised", alerts_of_kind(r, AlertTransition::Kind::fired)},
           {"resolved", alerts_of_kind(r, AlertTransition::Kind::resolved)},
           {"events", std::move(events)}};
@@ -338,7 +340,7 @@ nlohmann::json bench_report_json(const LoadResult& r) {
             {"snapshot_hit_tokens", g.total.fresh.hit_tokens},
             {"snapshot_prompt_tokens", g.total.fresh.query_tokens},
             {"equal", clients_agree_with_snapshot(r)}}},
-          {"snapshot", nlohmann::json::parse(s.to_json())}};
+          {"snapshot", nlohmann::json::parse(to_json(s))}};
 }
 
 }  // namespace kvscope::cli

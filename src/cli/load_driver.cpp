@@ -245,10 +245,11 @@ asio::awaitable<void> trace_client(Shared& shared, ClientThread& thread) {
     plan.hash_mode = true;
     plan.prompt_tokens = r.input_length;
     plan.block_size = block_size;
-    const ShardId shard = shared.config.trace_route_depth <= 1
-                              ? shared.runtime.route(request)
-                              : trace_shard(trace.blocks_of(r), shared.runtime.shard_count(),
-                                            shared.config.trace_route_depth);
+    const ShardId shard =
+        shared.config.trace_route_depth <= 1
+            ? shared.runtime.route(request)
+            : ShardId{trace_shard(trace.blocks_of(r), shared.runtime.shard_count(),
+                                  shared.config.trace_route_depth)};
     co_await run_cycle(shared, thread, timer, shard, request, plan);
     thread.done.fetch_add(1, std::memory_order_relaxed);
   }
@@ -309,17 +310,17 @@ class ClientLatch {
 /// Names the chat workload's tenants in every shard's exports ("tenant-3"
 /// rather than the salt's digest). Blocks until each shard has run it.
 void name_tenants(Runtime& runtime, const ChatWorkload& workload) {
-  for (ShardId shard = 0; shard < runtime.shard_count(); ++shard) {
-    auto name_all = [&workload](MeteredPrefixCache& cache, MultiLevelCacheMetrics&) {
-      for (std::uint32_t t = 0; t < workload.config().tenants; ++t)
-        cache.metrics().set_tenant_name(workload.salt(t), ChatWorkload::tenant_name(t));
-      return Result<void>{};
-    };
-    const Result<void> named =
-        runtime.with_shard(shard, std::move(name_all), asio::use_future).get();
-    if (!named)
-      throw std::runtime_error(fmt::format("naming tenants: {}", to_string(named.status())));
-  }
+  auto name_all = [&workload](MeteredPrefixCache& cache, MultiLevelCacheMetrics&) {
+    for (std::uint32_t t = 0; t < workload.config().tenants; ++t)
+      cache.metrics().set_tenant_name(workload.salt(t), ChatWorkload::tenant_name(t));
+    return Result<void>{};
+  };
+  const Result<void> named =
+      asio::co_spawn(runtime.shard_executor(ShardId{0}),
+                     runtime.for_each_shard(std::move(name_all)), asio::use_future)
+          .get();
+  if (!named)
+    throw std::runtime_error(fmt::format("naming tenants: {}", to_string(named.status())));
 }
 
 /// Collects alert transitions from the runtime's notifier thread.
@@ -501,7 +502,7 @@ LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
     std::vector<asio::any_io_executor> executors;
     for (std::uint32_t t = 0; t < result.threads; ++t) {
       threads.push_back(std::make_unique<ClientThread>());
-      executors.push_back(t < colocated ? asio::any_io_executor(runtime.shard_executor(t))
+      executors.push_back(t < colocated ? asio::any_io_executor(runtime.shard_executor(ShardId{t}))
                                         : extra.executor(t - colocated));
     }
     Shared shared(config, runtime);

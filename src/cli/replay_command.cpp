@@ -11,7 +11,7 @@
 #include <map>
 
 #include "commands.hpp"
-#include "kvscope/analytics/miss_ratio_curve.hpp"
+#include "kvscope/metrics/miss_ratio_curve.hpp"
 #include "kvscope/trace/trace_replay.hpp"
 #include "svg_chart.hpp"
 

@@ -1,5 +1,7 @@
 #include "kvscope/eviction_policy.hpp"
 
+#include <stdexcept>
+
 #include "eviction/arc_policy.hpp"
 #include "eviction/lfu_policy.hpp"
 #include "eviction/lru_policy.hpp"
@@ -26,14 +28,15 @@ std::optional<EvictionPolicyKind> parse_eviction_policy(std::string_view name) n
 
 namespace detail {
 
-std::unique_ptr<EvictionPolicy> make_eviction_policy(const PrefixCacheConfig& config,
-                                                     BlockSlot* slots) {
-  switch (config.policy) {
+std::unique_ptr<EvictionPolicy> make_eviction_policy(EvictionPolicyKind kind,
+                                                     std::uint32_t num_blocks,
+                                                     double s3fifo_small_ratio, BlockSlot* slots) {
+  switch (kind) {
     case EvictionPolicyKind::lru: return std::make_unique<LruPolicy>(slots);
     case EvictionPolicyKind::lfu: return std::make_unique<LfuPolicy>(slots);
-    case EvictionPolicyKind::arc: return std::make_unique<ArcPolicy>(slots, config.num_blocks);
+    case EvictionPolicyKind::arc: return std::make_unique<ArcPolicy>(slots, num_blocks);
     case EvictionPolicyKind::s3fifo:
-      return std::make_unique<S3FifoPolicy>(slots, config.num_blocks, config.s3fifo_small_ratio);
+      return std::make_unique<S3FifoPolicy>(slots, num_blocks, s3fifo_small_ratio);
   }
   throw std::invalid_argument("kvscope: unknown eviction policy");
 }

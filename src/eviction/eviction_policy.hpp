@@ -23,7 +23,7 @@
 #include <memory>
 
 #include "kvscope/detail/block_slot.hpp"
-#include "kvscope/prefix_cache.hpp"
+#include "kvscope/eviction_policy.hpp"
 #include "kvscope/types.hpp"
 
 namespace kvscope::detail {
@@ -47,9 +47,11 @@ class EvictionPolicy {
   virtual std::size_t memory_bytes() const noexcept = 0;
 };
 
-/// The policy named by config.policy, working on the cache's `slots`
-/// (config.num_blocks of them, alive as long as the policy).
-std::unique_ptr<EvictionPolicy> make_eviction_policy(const PrefixCacheConfig& config,
-                                                     BlockSlot* slots);
+/// A policy of `kind` working on the cache's `slots` (`num_blocks` of them,
+/// alive as long as the policy). `s3fifo_small_ratio` sizes S3-FIFO's small
+/// queue (validated by PrefixCacheConfig); the other policies ignore it.
+std::unique_ptr<EvictionPolicy> make_eviction_policy(EvictionPolicyKind kind,
+                                                     std::uint32_t num_blocks,
+                                                     double s3fifo_small_ratio, BlockSlot* slots);
 
 }  // namespace kvscope::detail

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "detail/hash_mix.hpp"
-#include "metrics/json_util.hpp"
+#include "detail/units.hpp"
 
 namespace kvscope {
 
@@ -91,31 +91,6 @@ ResidencySnapshot& ResidencySnapshot::operator+=(const ResidencySnapshot& o) {
   refaults_within_capacity += o.refaults_within_capacity;
   return *this;
 }
-
-nlohmann::json detail::residency_json(const ResidencySnapshot& s) {
-  return nlohmann::json{{"sample_rate", s.sample_rate},
-                        {"sampled_blocks", s.sampled_blocks},
-                        {"evicted_blocks", s.evicted_blocks},
-                        {"released_uncached", s.released_uncached},
-                        {"tracked_blocks", s.tracked_blocks},
-                        {"never_reused", s.never_reused},
-                        {"never_reused_share", s.never_reused_share()},
-                        {"hot_blocks", s.hot_blocks},
-                        {"hot_reuse_threshold", s.hot_reuse_threshold},
-                        {"hot_share", s.hot_share()},
-                        {"lifetime_ns", histogram_json(s.lifetime)},
-                        {"idle_ns", histogram_json(s.idle)},
-                        {"idle_since_free_ns", histogram_json(s.idle_since_free)},
-                        {"reuse_gap_ns", histogram_json(s.reuse_gap)},
-                        {"reuse_count", histogram_json(s.reuse_count)},
-                        {"misses_checked", s.misses_checked},
-                        {"refaults", s.refaults},
-                        {"refaults_within_capacity", s.refaults_within_capacity},
-                        {"refault_distance", histogram_json(s.refault_distance)},
-                        {"thrash_share", s.thrash_share()}};
-}
-
-std::string ResidencySnapshot::to_json() const { return detail::residency_json(*this).dump(); }
 
 // ---------------------------------------------------------------- tracker
 
@@ -293,42 +268,6 @@ std::vector<EvictionEvent> BlockResidencyTracker::recent_events() {
   ordered.insert(ordered.end(), events_.begin(),
                  events_.begin() + static_cast<std::ptrdiff_t>(next_event_));
   return ordered;
-}
-
-std::string BlockResidencyTracker::events_json() {
-  nlohmann::json out = nlohmann::json::array();
-  for (const EvictionEvent& e : recent_events()) {
-    nlohmann::json gaps = nlohmann::json::array();
-    for (std::uint8_t g = 0; g < e.reuse_gap_count; ++g) {
-      gaps.push_back(detail::seconds(e.reuse_gaps[g]));
-    }
-    out.push_back({{"block", e.block.value},
-                   {"hash", detail::hash_hex(e.hash)},
-                   {"reason", std::string(to_string(e.reason))},
-                   {"at_s", detail::seconds(e.at)},
-                   {"lifetime_s", detail::seconds(e.lifetime)},
-                   {"idle_s", detail::seconds(e.idle)},
-                   {"idle_since_free_s", detail::seconds(e.idle_since_free)},
-                   {"hits", e.hits},
-                   {"reuse_gaps_s", gaps}});
-  }
-  return out.dump();
-}
-
-std::string BlockResidencyTracker::events_csv() {
-  std::string csv =
-      "block,hash,reason,at_s,lifetime_s,idle_s,idle_since_free_s,hits,reuse_gaps_s\n";
-  for (const EvictionEvent& e : recent_events()) {
-    std::string gaps;
-    for (std::uint8_t g = 0; g < e.reuse_gap_count; ++g) {
-      gaps += fmt::format("{}{:.9f}", g == 0 ? "" : ";", detail::seconds(e.reuse_gaps[g]));
-    }
-    csv += fmt::format("{},{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{}\n", e.block.value,
-                       detail::hash_hex(e.hash), to_string(e.reason), detail::seconds(e.at),
-                       detail::seconds(e.lifetime), detail::seconds(e.idle),
-                       detail::seconds(e.idle_since_free), e.hits, gaps);
-  }
-  return csv;
 }
 
 std::size_t BlockResidencyTracker::memory_bytes() const noexcept {

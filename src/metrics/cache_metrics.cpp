@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "metrics/json_util.hpp"
+#include "detail/units.hpp"
 
 namespace kvscope {
 namespace {
@@ -30,21 +30,6 @@ void each_field(CachingTotals& a, const CachingTotals& b, Fn fn) {
   fn(a.writes, b.writes);
   fn(a.write_bytes, b.write_bytes);
   fn(a.evictions, b.evictions);
-}
-
-nlohmann::json totals_json(const CachingTotals& t) {
-  nlohmann::json evictions = nlohmann::json::object();
-  for (std::size_t r = 0; r < kEvictionReasonCount; ++r) {
-    const auto reason = static_cast<EvictionReason>(r);
-    evictions[std::string(to_string(reason))] = {{"blocks", t.evictions.blocks_of(reason)},
-                                                 {"bytes", t.evictions.bytes_of(reason)}};
-  }
-  return nlohmann::json{{"hit_ops", t.hit_ops},     {"miss_ops", t.miss_ops},
-                        {"hits", t.hits},           {"misses", t.misses},
-                        {"hit_bytes", t.hit_bytes}, {"miss_bytes", t.miss_bytes},
-                        {"writes", t.writes},       {"write_bytes", t.write_bytes},
-                        {"hit_rate", t.hit_rate()}, {"byte_hit_rate", t.byte_hit_rate()},
-                        {"evictions", evictions}};
 }
 
 }  // namespace
@@ -149,24 +134,6 @@ CachingSnapshot& CachingSnapshot::operator+=(const CachingSnapshot& other) {
   capacity_bytes += other.capacity_bytes;
   return *this;
 }
-
-nlohmann::json detail::caching_snapshot_json(const CachingSnapshot& s) {
-  return nlohmann::json{{"type", std::string(s.type.name())},
-                        {"total", totals_json(s.total)},
-                        {"window", totals_json(s.window)},
-                        {"window_seconds", seconds(s.window_span)},
-                        {"hit_rate", s.total.hit_rate()},
-                        {"window_hit_rate", s.window.hit_rate()},
-                        {"window_eviction_rate", s.window_eviction_rate()},
-                        {"latency_ns", histogram_json(s.latency)},
-                        {"window_latency_ns", histogram_json(s.window_latency)},
-                        {"resident_bytes", s.resident_bytes},
-                        {"capacity_bytes", s.capacity_bytes},
-                        {"memory_efficiency", s.memory_efficiency()},
-                        {"memory_pressure", s.memory_pressure()}};
-}
-
-std::string CachingSnapshot::to_json() const { return detail::caching_snapshot_json(*this).dump(); }
 
 // ---------------------------------------------------------------- metrics
 

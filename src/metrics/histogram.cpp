@@ -1,10 +1,9 @@
 #include "kvscope/metrics/histogram.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <stdexcept>
-
-#include "metrics/json_util.hpp"
 
 namespace kvscope {
 namespace {
@@ -152,7 +151,5 @@ std::uint64_t Histogram::count_at_or_below(std::uint64_t bound) const noexcept {
   if (bucket_upper(last) <= bound && overflow_ > 0 && bound < max_) total -= overflow_;
   return total;
 }
-
-std::string Histogram::to_json() const { return detail::histogram_json(*this).dump(); }
 
 }  // namespace kvscope

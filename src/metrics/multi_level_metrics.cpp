@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "metrics/json_util.hpp"
+#include "detail/units.hpp"
 
 namespace kvscope {
 
@@ -55,26 +55,6 @@ MultiLevelSnapshot& MultiLevelSnapshot::operator+=(const MultiLevelSnapshot& oth
   window += other.window;
   for (const auto& [type, n] : other.served_by) served_by[type] += n;
   return *this;
-}
-
-std::string MultiLevelSnapshot::to_json() const { return detail::multi_level_json(*this).dump(); }
-
-nlohmann::json detail::multi_level_json(const MultiLevelSnapshot& s) {
-  nlohmann::json by_level = nlohmann::json::object();
-  for (const CachingSnapshot& level : s.levels) {
-    by_level[std::string(level.type.name())] = detail::caching_snapshot_json(level);
-  }
-  nlohmann::json served = nlohmann::json::object();
-  for (const auto& [type, n] : s.served_by) served[std::string(type.name())] = n;
-  return nlohmann::json{{"levels", by_level},
-                        {"requests", s.total.requests},
-                        {"served", s.total.served},
-                        {"combined_hit_rate", s.combined_hit_rate()},
-                        {"window_requests", s.window.requests},
-                        {"window_served", s.window.served},
-                        {"window_combined_hit_rate", s.window_combined_hit_rate()},
-                        {"served_by", served},
-                        {"memory_pressure", s.memory_pressure()}};
 }
 
 MultiLevelCacheMetrics::MultiLevelCacheMetrics(WindowConfig window, HistogramLayout latency_layout)

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "detail/hash_mix.hpp"
-#include "metrics/json_util.hpp"
+#include "detail/units.hpp"
 
 namespace kvscope {
 namespace {
@@ -16,15 +16,6 @@ bool ranks_before(const PrefixEntry& a, const PrefixEntry& b) noexcept {
   if (a.prefix_blocks != b.prefix_blocks) return a.prefix_blocks > b.prefix_blocks;
   return a.prefix.high != b.prefix.high ? a.prefix.high < b.prefix.high
                                         : a.prefix.low < b.prefix.low;
-}
-
-nlohmann::json labelled_json(const std::map<std::string, LabelledCounts>& by_label) {
-  nlohmann::json out = nlohmann::json::object();
-  for (const auto& [label, counts] : by_label) {
-    out[label] = {{"fresh", detail::query_counts_json(counts.fresh)},
-                  {"preempted", detail::query_counts_json(counts.preempted)}};
-  }
-  return out;
 }
 
 void add_labelled(std::map<std::string, LabelledCounts>& into, const std::string& label,
@@ -154,29 +145,6 @@ PrefixSnapshot& PrefixSnapshot::operator+=(const PrefixSnapshot& other) {
   for (const auto& [label, counts] : other.adapters) adapters[label] += counts;
   return *this;
 }
-
-nlohmann::json detail::prefix_snapshot_json(const PrefixSnapshot& s) {
-  nlohmann::json top = nlohmann::json::array();
-  for (const PrefixEntry& e : s.top_prefixes) {
-    top.push_back({{"prefix", hash_hex(e.prefix)},
-                   {"prefix_blocks", e.prefix_blocks},
-                   {"hits", e.hits},
-                   {"error", e.error},
-                   {"hit_tokens", e.hit_tokens}});
-  }
-  return nlohmann::json{{"top_prefixes", top},
-                        {"hit_length_tokens", histogram_json(s.hit_length_tokens)},
-                        {"stops",
-                         {{"too_short", s.stop_count(LookupStop::too_short)},
-                          {"not_resident", s.stop_count(LookupStop::not_resident)},
-                          {"hit_cap", s.stop_count(LookupStop::hit_cap)},
-                          {"all_blocks_hit", s.stop_count(LookupStop::all_blocks_hit)}}},
-                        {"too_short_share", s.too_short_share()},
-                        {"tenants", labelled_json(s.tenants)},
-                        {"adapters", labelled_json(s.adapters)}};
-}
-
-std::string PrefixSnapshot::to_json() const { return detail::prefix_snapshot_json(*this).dump(); }
 
 // ---------------------------------------------------------------- PrefixMetrics
 

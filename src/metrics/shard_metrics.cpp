@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "metrics/json_util.hpp"
+#include "detail/units.hpp"
 
 namespace kvscope {
 namespace {
@@ -12,14 +12,6 @@ EvictionCounts evictions_of(const PrefixCacheStats& stats) noexcept {
   counts.blocks_of(EvictionReason::capacity) = stats.evictions;
   counts.blocks_of(EvictionReason::reset) = stats.reset_evictions;
   return counts;
-}
-
-nlohmann::json eviction_json(const EvictionCounts& counts) {
-  nlohmann::json out = nlohmann::json::object();
-  for (std::size_t r = 0; r < kEvictionReasonCount; ++r) {
-    out[std::string(to_string(static_cast<EvictionReason>(r)))] = counts.blocks[r];
-  }
-  return out;
 }
 
 /// `a` += `b` for sections only some shards have (a missing side adds
@@ -74,33 +66,6 @@ ShardSnapshot& ShardSnapshot::operator+=(const ShardSnapshot& other) {
   return *this;
 }
 
-std::string ShardSnapshot::to_json() const { return detail::shard_snapshot_json(*this).dump(); }
-
-nlohmann::json detail::shard_snapshot_json(const ShardSnapshot& s) {
-  nlohmann::json j{{"at_s", detail::seconds(s.at)},
-                   {"shards", s.shards},
-                   {"total", detail::stats_json(s.total)},
-                   {"window", detail::stats_json(s.window)},
-                   {"window_seconds", detail::seconds(s.window_span)},
-                   {"request_window", detail::query_counts_json(s.request_window)},
-                   {"num_blocks", s.num_blocks},
-                   {"used_blocks", s.used_blocks},
-                   {"cached_blocks", s.cached_blocks},
-                   {"block_references", s.block_references},
-                   {"live_requests", s.live_requests},
-                   {"usage", s.usage()},
-                   {"sharing_factor", s.sharing_factor()},
-                   {"evictions", eviction_json(s.evictions())},
-                   {"window_evictions", eviction_json(s.window_evictions())},
-                   {"window_eviction_rate", s.window_eviction_rate()},
-                   {"metrics_memory_bytes", s.metrics_memory_bytes},
-                   {"prefixes", detail::prefix_snapshot_json(s.prefixes)}};
-  j["residency"] = s.residency ? detail::residency_json(*s.residency) : nlohmann::json(nullptr);
-  j["miss_ratio_curve"] =
-      s.miss_ratio ? detail::miss_ratio_json(*s.miss_ratio) : nlohmann::json(nullptr);
-  return j;
-}
-
 // ---------------------------------------------------------------- ShardMetrics
 
 ShardMetrics::ShardMetrics(PrefixCache& cache, const MetricsConfig& config)
@@ -132,7 +97,7 @@ void ShardMetrics::record_admission(const Request& request, const AllocateResult
     residency_->check_refault(lookup.first_miss_hash);
   }
   if (miss_ratio_) {
-    const auto hashes = cache_->last_hashes(request);
+    const std::span<const BlockHash> hashes = result.hashes;
     const auto hashed = static_cast<std::uint32_t>(hashes.size());
     miss_ratio_->record(hashes, request.token_count(), cache_->block_size(),
                         cache_->hit_cap_blocks(request, hashed));

@@ -51,9 +51,9 @@ asio::awaitable<std::vector<Result<R>>> run_grouped_by_shard(Runtime& runtime, s
   std::vector<Result<R>> results(count, Result<R>(Status::unknown_shard));
   for (std::size_t i = 0; i < count; ++i) {
     const ShardId shard = shard_of(i);
-    if (shard < by_shard.size()) by_shard[shard].push_back(i);
+    if (shard.value < by_shard.size()) by_shard[shard.value].push_back(i);
   }
-  for (ShardId shard = 0; shard < by_shard.size(); ++shard) {
+  for (std::uint32_t shard = 0; shard < by_shard.size(); ++shard) {
     if (by_shard[shard].empty()) continue;
     const std::vector<std::size_t>* items = &by_shard[shard];
     auto run_items = [&apply, items, &results](MeteredPrefixCache& cache,
@@ -61,7 +61,7 @@ asio::awaitable<std::vector<Result<R>>> run_grouped_by_shard(Runtime& runtime, s
       for (std::size_t i : *items) results[i] = apply(cache, i);
       return {};
     };
-    const Result<void> hop = co_await runtime.with_shard(shard, std::move(run_items));
+    const Result<void> hop = co_await runtime.with_shard(ShardId{shard}, std::move(run_items));
     if (!hop)
       for (std::size_t i : *items) results[i] = hop.status();
   }
@@ -101,11 +101,12 @@ Runtime::Runtime(RuntimeConfig config)
       notifier_work_(asio::make_work_guard(notifier_)),
       board_(std::make_shared<detail::SnapshotBoard>(notifier_.get_executor())),
       timer_(control_),
-      analytics_(config_.analytics),
-      alert_tracker_(config_.analytics.alerts) {
-  if (config_.detectors.empty())
-    config_.detectors = default_detectors(
-        config_.analytics, config_.metrics.memory_pressure_threshold, config_.shard_count());
+      aggregator_(
+          config_.analytics,
+          config_.detectors.empty()
+              ? default_detectors(config_.analytics, config_.metrics.memory_pressure_threshold,
+                                  config_.shard_count())
+              : config_.detectors) {
   const std::uint32_t shards = config_.shard_count();
   shards_.reserve(shards);
   for (std::uint32_t i = 0; i < shards; ++i) {
@@ -114,7 +115,6 @@ Runtime::Runtime(RuntimeConfig config)
     shards_.push_back(std::make_unique<detail::RuntimeShard>(
         i, shard_cache_config(config_, i), config_.metrics, config_.collector, cpu));
   }
-  previous_operations_.assign(shards, 0);
   control_thread_ = std::thread([this] { control_.run(); });
   notifier_thread_ = std::thread([this] { notifier_.run(); });
 }
@@ -193,15 +193,15 @@ void Runtime::stop() {
 }
 
 std::uint32_t Runtime::shard_blocks(ShardId shard) const {
-  if (shard >= shards_.size())
+  if (shard.value >= shards_.size())
     throw std::out_of_range("kvscope: Runtime::shard_blocks: no such shard");
-  return shard_cache_config(config_, shard).num_blocks;
+  return shard_cache_config(config_, shard.value).num_blocks;
 }
 
 asio::io_context::executor_type Runtime::shard_executor(ShardId shard) const {
-  if (shard >= shards_.size())
+  if (shard.value >= shards_.size())
     throw std::out_of_range("kvscope: Runtime::shard_executor: no such shard");
-  return shards_[shard]->executor();
+  return shards_[shard.value]->executor();
 }
 
 // ---- routing ----
@@ -222,7 +222,7 @@ ShardId Runtime::route(const Request& request) const noexcept {
   } else {
     key ^= request.id.value;  // no full block: nothing to share, spread by id
   }
-  return static_cast<ShardId>(detail::splitmix64(key) % shards);
+  return ShardId{static_cast<std::uint32_t>(detail::splitmix64(key) % shards)};
 }
 
 // ---- fire-and-forget and batches ----
@@ -238,7 +238,7 @@ asio::awaitable<std::vector<Result<AllocateResult>>> Runtime::allocate_batch(
     std::span<const Request> requests) {
   auto shard_of = [this, requests](std::size_t i) { return route(requests[i]); };
   auto admit = [requests](MeteredPrefixCache& cache, std::size_t i) {
-    return cache.allocate(requests[i]);
+    return detail::leaving_shard(cache.allocate(requests[i]));
   };
   return run_grouped_by_shard<AllocateResult>(*this, requests.size(), shard_of, admit);
 }
@@ -291,78 +291,25 @@ asio::awaitable<void> Runtime::aggregate_loop() {
     try {
       co_await aggregate_once(false);
     } catch (...) {
-      ++aggregation_failures_;  // e.g. bad_alloc: skip this round, try the next
+      aggregator_.count_failed_round();  // e.g. bad_alloc: skip this round, try the next
     }
   }
 }
 
 asio::awaitable<void> Runtime::aggregate_once(bool final) {
   const Timestamp now = config_.metrics.effective_clock().now();
-  std::vector<detail::ShardReport> reports;
+  std::vector<ShardReport> reports;
   reports.reserve(shards_.size());
   for (auto& shard : shards_) {
     detail::RuntimeShard* target = shard.get();
     auto visit = [target, now] { return target->report(now); };
     reports.push_back(co_await async_run_on(shard->inbox(), std::move(visit), asio::use_awaitable));
   }
-  auto snapshot = std::make_shared<RuntimeSnapshot>(merge(std::move(reports), now, final));
+  auto snapshot = std::make_shared<RuntimeSnapshot>(
+      aggregator_.merge(std::move(reports), now, std::chrono::system_clock::now(), final));
+  snapshot->counters.subscriber_failures = board_->subscriber_failures();
+  snapshot->counters.subscriber_skipped = board_->subscriber_skipped();
   board_->publish(std::move(snapshot));
-}
-
-RuntimeSnapshot Runtime::merge(std::vector<detail::ShardReport> reports, Timestamp now,
-                               bool final) {
-  RuntimeSnapshot out;
-  out.sequence = ++sequence_;
-  out.at = now;
-  out.wall_time = std::chrono::system_clock::now();
-  out.interval = out.sequence == 1 ? std::chrono::nanoseconds(0) : now - previous_at_;
-  out.final = final;
-  const double seconds = std::chrono::duration<double>(out.interval).count();
-  std::uint64_t interval_operations = 0;
-  for (std::size_t i = 0; i < reports.size(); ++i)
-    interval_operations += reports[i].operations - previous_operations_[i];
-  for (std::size_t i = 0; i < reports.size(); ++i) {
-    detail::ShardReport& report = reports[i];
-    const std::uint64_t done = report.operations - previous_operations_[i];
-    ShardLoad load;
-    load.operations = report.operations;
-    load.operations_per_second = seconds > 0 ? static_cast<double>(done) / seconds : 0;
-    load.share = interval_operations > 0
-                     ? static_cast<double>(done) / static_cast<double>(interval_operations)
-                     : 0;
-    load.observations_dropped = report.observations_dropped;
-    out.counters.observations_dropped += report.observations_dropped;
-    previous_operations_[i] = report.operations;
-    if (i == 0) {
-      out.global = report.cache;
-      out.levels = report.levels;
-    } else {
-      out.global += report.cache;
-      out.levels += report.levels;
-    }
-    out.shards.push_back(std::move(report.cache));
-    out.shard_levels.push_back(std::move(report.levels));
-    out.load.push_back(load);
-  }
-  previous_at_ = now;
-
-  analytics_.measure(out);
-  std::vector<Finding> findings;
-  for (const auto& detector : config_.detectors) {
-    try {
-      detector->inspect(out, findings);
-    } catch (...) {
-      ++detector_failures_;
-    }
-  }
-  out.alert_events = alert_tracker_.update(findings, now, out.wall_time);
-  out.alerts = alert_tracker_.current();
-  out.counters.subscriber_failures = board_->subscriber_failures();
-  out.counters.subscriber_skipped = board_->subscriber_skipped();
-  out.counters.detector_failures = detector_failures_;
-  out.counters.aggregation_failures = aggregation_failures_;
-  out.analytics.diagnosis = diagnose(out, config_.analytics);
-  return out;
 }
 
 }  // namespace kvscope

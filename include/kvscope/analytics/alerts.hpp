@@ -26,7 +26,7 @@
 #include <tuple>
 #include <vector>
 
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 
 namespace kvscope {
 
@@ -63,11 +63,6 @@ struct CacheAlert {
   Timestamp resolved{0};        ///< when it was resolved (0 until then)
   std::uint64_t intervals = 0;  ///< consecutive snapshots the condition held (latest run)
   std::string message{};
-
-  /// {"detector", "metric", "level", "state", "shard" (null = global), "value",
-  ///  "baseline", "threshold", "started_ns", "started_wall_ms", "fired_ns",
-  ///  "resolved_ns", "intervals", "message"}
-  std::string to_json() const;
 };
 
 struct AlertPolicy {

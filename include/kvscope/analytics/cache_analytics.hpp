@@ -2,9 +2,11 @@
 // over each merged snapshot: interval figures, trends, capacity advice and
 // the performance diagnosis.
 //
-// The runtime calls measure() on every new snapshot before its detectors
-// (which read the interval figures), and diagnose() after the alerts are
-// known. Both are usable on their own, e.g. on snapshots replayed from a file.
+// The runtime's aggregator calls measure() on every merged snapshot before
+// its detectors (which read the interval figures), and diagnose() after the
+// alerts are known. Both read the merged snapshot and return their results
+// as values; they are usable on their own, e.g. on snapshots replayed from
+// a file.
 //
 // Thread rules: measure() on one thread (it keeps the previous totals and
 // the series); the free functions anywhere. Cost per snapshot: O(shards x
@@ -15,28 +17,30 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "kvscope/analytics/alerts.hpp"
 #include "kvscope/analytics/analytics_config.hpp"
-#include "kvscope/analytics/miss_ratio_curve.hpp"
 #include "kvscope/analytics/report.hpp"
 #include "kvscope/metrics/histogram.hpp"
+#include "kvscope/metrics/merged_snapshot.hpp"
+#include "kvscope/metrics/miss_ratio_curve.hpp"
 #include "kvscope/prefix_cache_stats.hpp"
 
 namespace kvscope {
-
-struct RuntimeSnapshot;
 
 class CacheAnalytics {
  public:
   /// Throws std::invalid_argument on a bad config.
   explicit CacheAnalytics(AnalyticsConfig config = {});
 
-  /// Fills snapshot.analytics.interval, shard_intervals, trends and capacity
-  /// from the difference to the previous measured snapshot (the first one
-  /// gets zero-length intervals).
-  void measure(RuntimeSnapshot& snapshot);
+  /// The interval figures (global and per shard), trends and capacity
+  /// advice of `snapshot`, from the difference to the previous measured
+  /// snapshot (the first one gets zero-length intervals). The diagnosis is
+  /// left empty: diagnose() fills it once the alerts are known.
+  AnalyticsReport measure(const MergedSnapshot& snapshot);
 
   const AnalyticsConfig& config() const noexcept { return config_; }
 
@@ -66,9 +70,12 @@ class CacheAnalytics {
 CapacityAdvice advise_capacity(const MissRatioCurve& curve, std::optional<double> target,
                                double measured);
 
-/// The performance diagnosis of one snapshot (its figures, alerts and
-/// capacity advice): overall vs recent hit rate, breakdowns and issues.
-/// The thrashing issue uses `config`'s thrashing bounds.
-PerformanceDiagnosis diagnose(const RuntimeSnapshot& snapshot, const AnalyticsConfig& config = {});
+/// The performance diagnosis of one snapshot (its figures, the analytics'
+/// capacity advice and the alerts now pending or firing): overall vs recent
+/// hit rate, breakdowns and issues. The thrashing issue uses `config`'s
+/// thrashing bounds.
+PerformanceDiagnosis diagnose(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+                              std::span<const CacheAlert> alerts,
+                              const AnalyticsConfig& config = {});
 
 }  // namespace kvscope

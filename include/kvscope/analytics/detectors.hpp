@@ -1,7 +1,7 @@
 // kvscope/analytics/detectors.hpp - the built-in cache detectors.
 //
-// Each reads the interval figures the analytics put in the snapshot
-// (RuntimeSnapshot::analytics) and reports Findings; the runtime's
+// Each reads the interval figures of CacheAnalytics::measure (the
+// AnalyticsReport beside the merged snapshot) and reports Findings; the runtime's
 // AlertTracker turns them into alerts with hysteresis. Adaptive detectors
 // keep one SeriesMonitor per scope (global, and each shard when
 // AnalyticsConfig::per_shard). docs/analytics.md explains each one and its
@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "kvscope/analytics/analytics_config.hpp"
+#include "kvscope/analytics/detector.hpp"
 #include "kvscope/analytics/series_monitor.hpp"
-#include "kvscope/runtime/detector.hpp"
 
 namespace kvscope {
 
@@ -40,7 +40,8 @@ class HitRateDropDetector final : public SnapshotDetector {
  public:
   explicit HitRateDropDetector(const AnalyticsConfig& config);
   std::string_view name() const noexcept override { return "hit_rate_drop"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override;
+  void inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+               std::vector<Finding>& findings) override;
 
  private:
   AnalyticsConfig config_;
@@ -52,7 +53,8 @@ class EvictionStormDetector final : public SnapshotDetector {
  public:
   explicit EvictionStormDetector(const AnalyticsConfig& config);
   std::string_view name() const noexcept override { return "eviction_storm"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override;
+  void inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+               std::vector<Finding>& findings) override;
 
  private:
   AnalyticsConfig config_;
@@ -65,7 +67,8 @@ class ThrashingDetector final : public SnapshotDetector {
  public:
   explicit ThrashingDetector(const AnalyticsConfig& config);
   std::string_view name() const noexcept override { return "thrashing"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override;
+  void inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+               std::vector<Finding>& findings) override;
 
  private:
   struct Sample {
@@ -82,7 +85,8 @@ class MemoryPressureDetector final : public SnapshotDetector {
  public:
   MemoryPressureDetector(const AnalyticsConfig& config, double usage_threshold);
   std::string_view name() const noexcept override { return "memory_pressure"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override;
+  void inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+               std::vector<Finding>& findings) override;
 
  private:
   AnalyticsConfig config_;
@@ -95,7 +99,8 @@ class LatencyRegressionDetector final : public SnapshotDetector {
  public:
   explicit LatencyRegressionDetector(const AnalyticsConfig& config);
   std::string_view name() const noexcept override { return "latency_regression"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override;
+  void inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+               std::vector<Finding>& findings) override;
 
  private:
   AnalyticsConfig config_;

@@ -129,7 +129,6 @@ struct ResidencySnapshot {
 
   /// Throws std::invalid_argument on different histogram layouts.
   ResidencySnapshot& operator+=(const ResidencySnapshot& other);
-  std::string to_json() const;
 };
 
 class BlockResidencyTracker final : public PrefixCacheObserver {
@@ -157,11 +156,6 @@ class BlockResidencyTracker final : public PrefixCacheObserver {
   const ResidencySnapshot& snapshot();
   /// The most recent eviction events, oldest first (at most eviction_event_capacity).
   std::vector<EvictionEvent> recent_events();
-  /// JSON array of recent_events(); durations in seconds.
-  std::string events_json();
-  /// CSV with a header line: block,hash,reason,at_s,lifetime_s,idle_s,
-  /// idle_since_free_s,hits,reuse_gaps_s (gaps joined by ';').
-  std::string events_csv();
   std::size_t memory_bytes() const noexcept;
 
   static constexpr std::size_t kLogCapacity = 256;

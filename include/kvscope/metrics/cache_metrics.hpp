@@ -25,7 +25,7 @@
 #include <string>
 #include <string_view>
 
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 #include "kvscope/metrics/histogram.hpp"
 #include "kvscope/metrics/sliding_window.hpp"
 
@@ -137,11 +137,6 @@ struct CachingSnapshot {
 
   /// Throws std::invalid_argument when the types or histogram layouts differ.
   CachingSnapshot& operator+=(const CachingSnapshot& other);
-  /// {"type", "total": {...}, "window": {...}, "window_seconds", "hit_rate",
-  /// "window_hit_rate", "window_eviction_rate", "latency_ns": {...},
-  /// "window_latency_ns": {...}, "resident_bytes", "capacity_bytes",
-  /// "memory_efficiency", "memory_pressure"}.
-  std::string to_json() const;
 };
 
 class CachingMetrics {

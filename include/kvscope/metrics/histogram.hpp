@@ -82,9 +82,6 @@ class Histogram {
   const HistogramLayout& layout() const noexcept { return layout_; }
   std::size_t memory_bytes() const noexcept { return counts_.size() * sizeof(std::uint64_t); }
 
-  /// {"count", "sum", "mean", "min", "max", "p50", "p90", "p99", "p999", "overflow"}.
-  std::string to_json() const;
-
  private:
   std::uint32_t raw_bucket(std::uint64_t value) const noexcept;  // no clamping
 

@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvscope/analytics/miss_ratio_curve.hpp"
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 #include "kvscope/metrics/histogram.hpp"
+#include "kvscope/metrics/miss_ratio_curve.hpp"
 #include "kvscope/metrics/sliding_window.hpp"
 
 namespace kvscope {

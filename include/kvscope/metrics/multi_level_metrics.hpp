@@ -46,10 +46,6 @@ struct MultiLevelSnapshot {
 
   /// Merges per level (levels only one side has are copied).
   MultiLevelSnapshot& operator+=(const MultiLevelSnapshot& other);
-  /// {"levels": {name: CachingSnapshot}, "requests", "served", "combined_hit_rate",
-  /// "window_requests", "window_served", "window_combined_hit_rate",
-  /// "served_by": {name: n}, "memory_pressure"}.
-  std::string to_json() const;
 };
 
 class MultiLevelCacheMetrics {

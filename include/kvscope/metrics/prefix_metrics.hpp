@@ -100,10 +100,6 @@ struct PrefixSnapshot {
   /// Merges shards: top lists combine by prefix (counts add) and keep the
   /// largest top_capacity; histograms merge; labelled counts add.
   PrefixSnapshot& operator+=(const PrefixSnapshot& other);
-  /// {"top_prefixes": [{"prefix", "prefix_blocks", "hits", "error",
-  /// "hit_tokens"}], "hit_length_tokens": {...}, "stops": {...},
-  /// "too_short_share", "tenants": {...}, "adapters": {...}}.
-  std::string to_json() const;
 };
 
 class PrefixMetrics {

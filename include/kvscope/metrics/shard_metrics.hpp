@@ -64,7 +64,6 @@ struct ShardSnapshot {
   /// Merges another shard's snapshot (at = the later one; window_span = the
   /// longer). Throws std::invalid_argument on mismatched histogram layouts.
   ShardSnapshot& operator+=(const ShardSnapshot& other);
-  std::string to_json() const;
 };
 
 class ShardMetrics {

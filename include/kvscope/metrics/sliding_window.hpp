@@ -28,7 +28,7 @@
 #include <deque>
 #include <vector>
 
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 #include "kvscope/metrics/histogram.hpp"
 #include "kvscope/prefix_cache_stats.hpp"
 

@@ -27,11 +27,13 @@
 // live request takes the shard explicitly: use the one route() gave (or
 // your own, to override placement). A wrong shard yields unknown_request.
 //
-// Aggregator: a coroutine on the runtime's control thread wakes every
+// Aggregation: a coroutine on the runtime's control thread wakes every
 // snapshot_interval, visits each shard on its own thread (drains queued
-// observations, ticks windows, snapshots), merges, runs the analytics
-// (interval figures, trends, capacity advice), the detectors, the alert
-// hysteresis and the diagnosis, and publishes an immutable RuntimeSnapshot.
+// observations, ticks windows, snapshots) and hands the reports to its
+// Aggregator (kvscope/runtime/aggregator.hpp), which merges them, runs the
+// analytics (interval figures, trends, capacity advice), the detectors, the
+// alert hysteresis and the diagnosis; the runtime publishes the immutable
+// RuntimeSnapshot. The Runtime itself keeps threads, routing and hops.
 //
 // Lifecycle: construct (threads start, shards closed) -> start() -> stop()
 // -> destroy. stop() closes every shard behind the operations already queued
@@ -67,18 +69,17 @@
 
 #include "kvscope/analytics/analytics_config.hpp"
 #include "kvscope/analytics/cache_analytics.hpp"
+#include "kvscope/analytics/detector.hpp"
 #include "kvscope/metrics/batch_collector.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/prefix_cache.hpp"
+#include "kvscope/runtime/aggregator.hpp"
 #include "kvscope/runtime/detail/runtime_shard.hpp"
 #include "kvscope/runtime/detail/snapshot_board.hpp"
-#include "kvscope/runtime/detector.hpp"
 #include "kvscope/runtime/shard_hop.hpp"
 #include "kvscope/runtime/snapshot.hpp"
 
 namespace kvscope {
-
-using ShardId = std::uint32_t;
 
 /// Construction parameters; validate() throws std::invalid_argument naming the field.
 struct RuntimeConfig {
@@ -161,7 +162,9 @@ class Runtime {
   }
   template <class Token = asio::use_awaitable_t<>>
   auto allocate(ShardId shard, const Request& request, Token&& token = Token()) {
-    auto op = [request](detail::RuntimeShard& s) { return s.cache().allocate(request); };
+    auto op = [request](detail::RuntimeShard& s) {
+      return detail::leaving_shard(s.cache().allocate(request));
+    };
     return run_on(shard, std::move(op), std::forward<Token>(token));
   }
 
@@ -223,6 +226,16 @@ class Runtime {
   /// must not keep the references.
   template <class Fn, class Token = asio::use_awaitable_t<>>
   auto with_shard(ShardId shard, Fn fn, Token&& token = Token());
+
+  /// Runs fn(MeteredPrefixCache&, MultiLevelCacheMetrics&) on every shard,
+  /// one with_shard hop after another in shard order (Seastar's
+  /// invoke_on_all): to configure all shards alike (tenant names) or visit
+  /// each. fn returns Result<void>; the first failure (fn's, or the hop's:
+  /// not_running) stops the walk and is returned - shards before it have
+  /// run fn. fn runs on one shard thread at a time and must outlive the
+  /// await (the coroutine frame keeps it).
+  template <class Fn>
+  asio::awaitable<Result<void>> for_each_shard(Fn fn);
 
   /// Fire-and-forget from any thread (Asio or not): queues the observation
   /// on a shard picked by the calling thread. Never blocks. False when the
@@ -303,7 +316,6 @@ class Runtime {
   void set_shards_accepting(bool accepting);
   asio::awaitable<void> aggregate_loop();
   asio::awaitable<void> aggregate_once(bool final);
-  RuntimeSnapshot merge(std::vector<detail::ShardReport> reports, Timestamp now, bool final);
   template <class T>
   T wait_on_control(asio::awaitable<T> work);
 
@@ -317,14 +329,7 @@ class Runtime {
   asio::steady_timer timer_;  // control thread only
   std::vector<std::unique_ptr<detail::RuntimeShard>> shards_;
 
-  // Aggregator state (control thread only).
-  std::uint64_t sequence_ = 0;
-  Timestamp previous_at_{0};
-  std::vector<std::uint64_t> previous_operations_;
-  std::uint64_t aggregation_failures_ = 0;
-  std::uint64_t detector_failures_ = 0;
-  CacheAnalytics analytics_;
-  AlertTracker alert_tracker_;
+  Aggregator aggregator_;  // control thread only
 
   std::mutex lifecycle_mutex_;
   State state_ = State::created;  // guarded by lifecycle_mutex_
@@ -340,7 +345,8 @@ template <class Op, class Token>
 auto Runtime::run_on(ShardId shard, Op op, Token&& token) {
   using R = std::invoke_result_t<Op&, detail::RuntimeShard&>;
   static_assert(detail::IsResult<R>::value, "runtime operations return Result<T>");
-  detail::RuntimeShard* target = shard < shards_.size() ? shards_[shard].get() : nullptr;
+  detail::RuntimeShard* target =
+      shard.value < shards_.size() ? shards_[shard.value].get() : nullptr;
   // An unknown shard still completes through a hop (to shard 0), so every
   // operation completes the same way: on the caller's executor, never inline.
   ShardInbox& inbox = target != nullptr ? target->inbox() : shards_.front()->inbox();
@@ -359,6 +365,19 @@ auto Runtime::with_shard(ShardId shard, Fn fn, Token&& token) {
     return fn(s.cache(), s.levels());
   };
   return run_on(shard, std::move(op), std::forward<Token>(token));
+}
+
+template <class Fn>
+asio::awaitable<Result<void>> Runtime::for_each_shard(Fn fn) {
+  Fn* shared_fn = &fn;  // lives in this frame until the last hop completes
+  for (std::uint32_t i = 0; i < shard_count(); ++i) {
+    auto on_shard = [shared_fn](MeteredPrefixCache& cache, MultiLevelCacheMetrics& levels) {
+      return (*shared_fn)(cache, levels);
+    };
+    const Result<void> done = co_await with_shard(ShardId{i}, std::move(on_shard));
+    if (!done) co_return done;
+  }
+  co_return Result<void>{};
 }
 
 template <class Token>

@@ -15,17 +15,17 @@
 #include "kvscope/metrics/batch_collector.hpp"
 #include "kvscope/metrics/multi_level_metrics.hpp"
 #include "kvscope/metrics/shard_metrics.hpp"
+#include "kvscope/runtime/aggregator.hpp"
 #include "kvscope/runtime/shard_hop.hpp"
 
 namespace kvscope::detail {
 
-/// What the aggregator takes from a shard in one visit.
-struct ShardReport {
-  ShardSnapshot cache;
-  MultiLevelSnapshot levels;
-  std::uint64_t operations = 0;
-  std::uint64_t observations_dropped = 0;
-};
+/// An allocation's result as it may leave the shard's thread: without the
+/// hashes it borrows from the shard's cache (AllocateResult::hashes).
+inline Result<AllocateResult> leaving_shard(Result<AllocateResult> result) noexcept {
+  if (result) result.value().hashes = {};
+  return result;
+}
 
 class RuntimeShard {
  public:

@@ -1,8 +1,9 @@
-// Private: JSON building blocks shared by the metrics' to_json() members.
+// Private to the export room: the JSON values behind kvscope/export/json.hpp,
+// one builder per snapshot type, so composite snapshots nest them without a
+// dump-and-parse trip. nlohmann::json stays out of the public headers.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -28,8 +29,6 @@ namespace kvscope::detail {
 nlohmann::json histogram_json(const Histogram& h);
 /// {"requests", "queries", "hits", "query_blocks", "hit_blocks", "hit_rate", "block_hit_rate"}.
 nlohmann::json query_counts_json(const QueryCounts& c);
-/// The JSON values behind the types' to_json() (each defined beside its
-/// type), so composite snapshots nest them without a dump-and-parse trip.
 nlohmann::json stats_json(const PrefixCacheStats& s);
 nlohmann::json caching_snapshot_json(const CachingSnapshot& s);
 nlohmann::json prefix_snapshot_json(const PrefixSnapshot& s);
@@ -42,9 +41,5 @@ nlohmann::json alert_transition_json(const AlertTransition& t);
 nlohmann::json analytics_json(const AnalyticsReport& r);
 /// 32 lowercase hex digits, high word first.
 std::string hash_hex(const BlockHash& h);
-double seconds(std::chrono::nanoseconds d) noexcept;
-/// A duration as a histogram value: nanoseconds, negatives clamped to 0.
-std::uint64_t nanos(std::chrono::nanoseconds d) noexcept;
-double ratio(std::uint64_t part, std::uint64_t whole) noexcept;
 
 }  // namespace kvscope::detail

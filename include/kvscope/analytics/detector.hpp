@@ -1,4 +1,4 @@
-// kvscope/runtime/detector.hpp - the aggregator's pluggable detectors.
+// kvscope/analytics/detector.hpp - the aggregator's pluggable detectors.
 //
 // After merging the shards and measuring the interval (snapshot.analytics),
 // the aggregator hands each new snapshot to every configured detector, in
@@ -15,7 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "kvscope/runtime/snapshot.hpp"
+#include "kvscope/analytics/alerts.hpp"
+#include "kvscope/analytics/report.hpp"
+#include "kvscope/metrics/merged_snapshot.hpp"
 
 namespace kvscope {
 
@@ -24,9 +26,11 @@ class SnapshotDetector {
   virtual ~SnapshotDetector() = default;
   /// Stable name, copied into Finding::detector.
   virtual std::string_view name() const noexcept = 0;
-  /// Appends findings about `snapshot` (`findings` holds what earlier
-  /// detectors found). Keep it cheap: it delays publication.
-  virtual void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) = 0;
+  /// Appends findings about `snapshot` and its interval figures `analytics`
+  /// (`findings` holds what earlier detectors found). Keep it cheap: it
+  /// delays publication.
+  virtual void inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+                       std::vector<Finding>& findings) = 0;
 };
 
 /// The figures a ThresholdDetector can watch. Global and per-shard unless noted.
@@ -61,7 +65,8 @@ class ThresholdDetector final : public SnapshotDetector {
   explicit ThresholdDetector(std::vector<Rule> rules);
 
   std::string_view name() const noexcept override { return "threshold"; }
-  void inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) override;
+  void inspect(const MergedSnapshot& snapshot, const AnalyticsReport& analytics,
+               std::vector<Finding>& findings) override;
 
  private:
   void check(const Rule& rule, double value, std::optional<std::uint32_t> shard,

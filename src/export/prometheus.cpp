@@ -1,4 +1,4 @@
-#include "kvscope/metrics/prometheus.hpp"
+#include "kvscope/export/prometheus.hpp"
 
 #include <cmath>
 #include <stdexcept>

@@ -1,4 +1,5 @@
-// kvscope/metrics/prometheus.hpp - Prometheus text exposition format 0.0.4.
+// kvscope/export/prometheus.hpp - Prometheus text exposition format 0.0.4,
+// the export floor: reads the snapshot types below it, writes text.
 //
 // PrometheusWriter collects samples family by family and prints each family
 // once - HELP and TYPE lines, then all its samples together, as the format
@@ -20,6 +21,7 @@
 #include "kvscope/metrics/histogram.hpp"
 #include "kvscope/metrics/multi_level_metrics.hpp"
 #include "kvscope/metrics/shard_metrics.hpp"
+#include "kvscope/runtime/snapshot.hpp"
 
 namespace kvscope {
 
@@ -65,5 +67,9 @@ void write_prometheus(PrometheusWriter& out, const MultiLevelSnapshot& snapshot,
                       const PrometheusLabels& labels, const MetricsConfig& config = {});
 /// Every shard with its label shard="i" (i = position), as exposition text.
 std::string to_prometheus(std::span<const ShardSnapshot> shards, const MetricsConfig& config = {});
+/// A runtime snapshot: every shard's families with shard="i", the levels,
+/// kvscope_runtime_* and kvscope_analytics_* families (docs/metrics.md).
+/// `config` gives the histogram bounds (use the runtime's metrics config).
+std::string to_prometheus(const RuntimeSnapshot& snapshot, const MetricsConfig& config = {});
 
 }  // namespace kvscope

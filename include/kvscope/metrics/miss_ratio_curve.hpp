@@ -1,4 +1,4 @@
-// kvscope/analytics/miss_ratio_curve.hpp - what the hit ratio would be at
+// kvscope/metrics/miss_ratio_curve.hpp - what the hit ratio would be at
 // other cache sizes: exact LRU stack distances (Mattson et al. 1970) over a
 // prefix cache's admissions, an optional AET estimate, and the curve.
 //
@@ -103,12 +103,6 @@ struct MissRatioCurve {
   /// same multiples of its own capacity, so the sum is the curve of the
   /// sharded cache). Throws std::invalid_argument if the multiples differ.
   MissRatioCurve& operator+=(const MissRatioCurve& other);
-  /// {"capacity_blocks", "bound_blocks", "requests", "references", "tokens",
-  ///  "shards", "touch_order", "has_aet", "points": [{"multiple",
-  ///  "capacity_blocks", "prefix_hit_blocks", "any_hit_blocks",
-  ///  "prefix_hit_tokens", "block_hit_ratio", "token_hit_ratio",
-  ///  "any_hit_ratio", "aet_hit_ratio" (AET only)}]}
-  std::string to_json() const;
 };
 
 class StackDistanceTracker {

@@ -1,4 +1,4 @@
-// kvscope/metrics/clock.hpp - the time source of metrics, injectable.
+// kvscope/clock.hpp - the time source of metrics, injectable.
 //
 // Metrics take timestamps as Timestamp (nanoseconds since the clock's own
 // epoch) from a Clock. SteadyClock reads std::chrono::steady_clock (~26 ns a

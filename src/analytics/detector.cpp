@@ -1,4 +1,4 @@
-#include "kvscope/runtime/detector.hpp"
+#include "kvscope/analytics/detector.hpp"
 
 #include <fmt/core.h>
 
@@ -71,11 +71,11 @@ void ThresholdDetector::check(const Rule& rule, double value, std::optional<std:
                       rule.direction == Direction::above ? "above" : "below", rule.threshold)});
 }
 
-void ThresholdDetector::inspect(const RuntimeSnapshot& snapshot, std::vector<Finding>& findings) {
+void ThresholdDetector::inspect(const MergedSnapshot& snapshot, const AnalyticsReport&,
+                                std::vector<Finding>& findings) {
   for (const Rule& rule : rules_) {
     if (rule.metric == WatchedMetric::observations_dropped) {
-      check(rule, static_cast<double>(snapshot.counters.observations_dropped), std::nullopt,
-            findings);
+      check(rule, static_cast<double>(snapshot.observations_dropped()), std::nullopt, findings);
       continue;
     }
     if (rule.metric == WatchedMetric::load_share) {

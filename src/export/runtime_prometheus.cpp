@@ -1,39 +1,15 @@
-#include "kvscope/runtime/snapshot.hpp"
-
+// The Prometheus families of a RuntimeSnapshot (kvscope/export/prometheus.hpp):
+// each shard's, the runtime's own and the analytics'.
 #include <algorithm>
 #include <string>
 
 #include <fmt/core.h>
 
-#include <nlohmann/json.hpp>
-
-#include "kvscope/metrics/prometheus.hpp"
-#include "metrics/json_util.hpp"
+#include "kvscope/export/prometheus.hpp"
 
 namespace kvscope {
 
-double RuntimeSnapshot::load_imbalance() const noexcept {
-  double largest = 0;
-  for (const ShardLoad& l : load) largest = std::max(largest, l.share);
-  return largest * static_cast<double>(load.size());
-}
-
 namespace {
-
-nlohmann::json load_json(const ShardLoad& l) {
-  return nlohmann::json{{"operations", l.operations},
-                        {"operations_per_second", l.operations_per_second},
-                        {"share", l.share},
-                        {"observations_dropped", l.observations_dropped}};
-}
-
-nlohmann::json counters_json(const RuntimeCounters& c) {
-  return nlohmann::json{{"subscriber_failures", c.subscriber_failures},
-                        {"subscriber_skipped", c.subscriber_skipped},
-                        {"detector_failures", c.detector_failures},
-                        {"aggregation_failures", c.aggregation_failures},
-                        {"observations_dropped", c.observations_dropped}};
-}
 
 /// kvscope_analytics_* families: trends, capacity advice, diagnosis issues
 /// and the global miss-ratio curve.
@@ -82,74 +58,46 @@ void write_analytics_prometheus(PrometheusWriter& out, const AnalyticsReport& re
   }
 }
 
-template <class T, class ToJson>
-nlohmann::json array_json(const std::vector<T>& items, ToJson to_json) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const T& item : items) out.push_back(to_json(item));
-  return out;
-}
-
 }  // namespace
 
-std::string RuntimeSnapshot::to_json() const {
-  const auto wall_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(wall_time.time_since_epoch()).count();
-  const nlohmann::json j{{"sequence", sequence},
-                         {"at_s", detail::seconds(at)},
-                         {"wall_time_ms", wall_ms},
-                         {"interval_s", detail::seconds(interval)},
-                         {"final", final},
-                         {"global", detail::shard_snapshot_json(global)},
-                         {"shards", array_json(shards, detail::shard_snapshot_json)},
-                         {"levels", detail::multi_level_json(levels)},
-                         {"shard_levels", array_json(shard_levels, detail::multi_level_json)},
-                         {"load", array_json(load, load_json)},
-                         {"load_imbalance", load_imbalance()},
-                         {"alerts", array_json(alerts, detail::cache_alert_json)},
-                         {"alert_events", array_json(alert_events, detail::alert_transition_json)},
-                         {"analytics", detail::analytics_json(analytics)},
-                         {"counters", counters_json(counters)}};
-  return j.dump();
-}
-
-std::string RuntimeSnapshot::to_prometheus(const MetricsConfig& config) const {
+std::string to_prometheus(const RuntimeSnapshot& s, const MetricsConfig& config) {
   PrometheusWriter out;
-  for (std::size_t i = 0; i < shards.size(); ++i) {
+  for (std::size_t i = 0; i < s.shards.size(); ++i) {
     const PrometheusLabels shard{{"shard", std::to_string(i)}};
-    write_prometheus(out, shards[i], shard, config);
-    if (i < shard_levels.size()) write_prometheus(out, shard_levels[i], shard, config);
-    if (i < load.size()) {
+    write_prometheus(out, s.shards[i], shard, config);
+    if (i < s.shard_levels.size()) write_prometheus(out, s.shard_levels[i], shard, config);
+    if (i < s.load.size()) {
       out.counter("kvscope_runtime_shard_operations_total", "Operations run on the shard.", shard,
-                  static_cast<double>(load[i].operations));
+                  static_cast<double>(s.load[i].operations));
       out.gauge("kvscope_runtime_shard_load_share",
                 "The shard's share of all operations in the last snapshot interval.", shard,
-                load[i].share);
+                s.load[i].share);
     }
   }
   out.gauge("kvscope_runtime_snapshot_sequence", "Sequence number of this snapshot.", {},
-            static_cast<double>(sequence));
+            static_cast<double>(s.sequence));
   out.gauge("kvscope_runtime_load_imbalance",
-            "Largest shard share times the shard count (1 = even).", {}, load_imbalance());
+            "Largest shard share times the shard count (1 = even).", {}, s.load_imbalance());
   for (AlertLevel level : {AlertLevel::info, AlertLevel::warning, AlertLevel::critical}) {
-    const auto firing = std::count_if(alerts.begin(), alerts.end(), [&](const CacheAlert& a) {
+    const auto firing = std::count_if(s.alerts.begin(), s.alerts.end(), [&](const CacheAlert& a) {
       return a.level == level && a.state == AlertState::firing;
     });
     out.gauge("kvscope_runtime_alerts", "Alerts firing at this snapshot, by level.",
               {{"level", std::string(to_string(level))}}, static_cast<double>(firing));
   }
-  write_analytics_prometheus(out, analytics, global);
+  write_analytics_prometheus(out, s.analytics, s.global);
   out.counter("kvscope_runtime_subscriber_failures_total", "Subscriber callbacks that threw.", {},
-              static_cast<double>(counters.subscriber_failures));
+              static_cast<double>(s.counters.subscriber_failures));
   out.counter("kvscope_runtime_subscriber_skipped_total", "Snapshots a busy subscriber never saw.",
-              {}, static_cast<double>(counters.subscriber_skipped));
+              {}, static_cast<double>(s.counters.subscriber_skipped));
   out.counter("kvscope_runtime_detector_failures_total", "Detector calls that threw.", {},
-              static_cast<double>(counters.detector_failures));
+              static_cast<double>(s.counters.detector_failures));
   out.counter("kvscope_runtime_aggregation_failures_total",
               "Aggregation rounds that threw and were skipped.", {},
-              static_cast<double>(counters.aggregation_failures));
+              static_cast<double>(s.counters.aggregation_failures));
   out.counter("kvscope_runtime_observations_dropped_total",
               "Fire-and-forget observations dropped by full queues.", {},
-              static_cast<double>(counters.observations_dropped));
+              static_cast<double>(s.observations_dropped()));
   return out.text();
 }
 

@@ -1,4 +1,4 @@
-#include "kvscope/analytics/miss_ratio_curve.hpp"
+#include "kvscope/metrics/miss_ratio_curve.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -6,10 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "detail/hash_mix.hpp"
-#include "metrics/json_util.hpp"
 
 namespace kvscope {
 
@@ -91,33 +88,6 @@ MissRatioCurve& MissRatioCurve::operator+=(const MissRatioCurve& other) {
     p.aet_hit_blocks += q.aet_hit_blocks;
   }
   return *this;
-}
-
-std::string MissRatioCurve::to_json() const { return detail::miss_ratio_json(*this).dump(); }
-
-nlohmann::json detail::miss_ratio_json(const MissRatioCurve& c) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const MrcPoint& p : c.points) {
-    nlohmann::json point{{"multiple", p.multiple},
-                         {"capacity_blocks", p.capacity_blocks},
-                         {"prefix_hit_blocks", p.prefix_hit_blocks},
-                         {"any_hit_blocks", p.any_hit_blocks},
-                         {"prefix_hit_tokens", p.prefix_hit_tokens},
-                         {"block_hit_ratio", c.block_hit_ratio(p)},
-                         {"token_hit_ratio", c.token_hit_ratio(p)},
-                         {"any_hit_ratio", c.any_hit_ratio(p)}};
-    if (c.has_aet) point["aet_hit_ratio"] = c.aet_hit_ratio(p);
-    list.push_back(std::move(point));
-  }
-  return nlohmann::json{{"capacity_blocks", c.capacity_blocks},
-                        {"bound_blocks", c.bound_blocks},
-                        {"requests", c.requests},
-                        {"references", c.references},
-                        {"tokens", c.tokens},
-                        {"shards", c.shards},
-                        {"touch_order", to_string(c.touch_order)},
-                        {"has_aet", c.has_aet},
-                        {"points", std::move(list)}};
 }
 
 // ---- StackDistanceTracker ----

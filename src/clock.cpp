@@ -1,4 +1,4 @@
-#include "kvscope/metrics/clock.hpp"
+#include "kvscope/clock.hpp"
 
 namespace kvscope {
 
