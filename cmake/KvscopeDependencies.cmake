@@ -50,6 +50,23 @@ macro(kvscope_find_config name package)
   endif()
 endmacro()
 
+# KV cache events (docs/kv-events.md): ZeroMQ, the transport the routers
+# subscribe with (libzmq3-dev, C++ binding cppzmq-dev), and msgpack-c for the
+# payloads (libmsgpack-cxx-dev, header only; used without Boost).
+if(PkgConfig_FOUND)
+  pkg_check_modules(KVSCOPE_ZMQ QUIET IMPORTED_TARGET libzmq)
+endif()
+if(NOT KVSCOPE_ZMQ_FOUND)
+  message(FATAL_ERROR "kvscope: libzmq not found; install the Debian packages 'libzmq3-dev' and 'pkg-config'")
+endif()
+kvscope_require_header(KVSCOPE_CPPZMQ_INCLUDE_DIR zmq_addon.hpp cppzmq-dev)
+kvscope_require_header(KVSCOPE_MSGPACK_INCLUDE_DIR msgpack.hpp libmsgpack-cxx-dev)
+add_library(kvscope_wire INTERFACE)
+target_include_directories(kvscope_wire SYSTEM INTERFACE ${KVSCOPE_CPPZMQ_INCLUDE_DIR}
+  ${KVSCOPE_MSGPACK_INCLUDE_DIR})
+target_compile_definitions(kvscope_wire INTERFACE MSGPACK_NO_BOOST MSGPACK_DEFAULT_API_VERSION=3)
+target_link_libraries(kvscope_wire INTERFACE PkgConfig::KVSCOPE_ZMQ)
+
 kvscope_find_config(fmt libfmt-dev)
 # nlohmann/json writes the JSON exports (escaping, number formatting) so we do not.
 kvscope_find_config(nlohmann_json nlohmann-json3-dev)

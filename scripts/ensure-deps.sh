@@ -6,6 +6,7 @@ set -euo pipefail
 KVSCOPE_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libasio-dev libxxhash-dev libconcurrentqueue-dev libfmt-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libhttp-parser-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 # Tools some scripts need on top (e.g. .ci/run: prometheus; wrk-load.sh: wrk curl).

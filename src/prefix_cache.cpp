@@ -327,6 +327,8 @@ template <class Policy>
     meta.cached = false;
     policy.on_evicted(BlockId{b}, meta.hash);
     ++stats_.evictions;
+    if (events_ != nullptr) [[unlikely]]
+      events_->removed(meta.hash);
     if (reports_uncache(meta)) [[unlikely]]
       report_uncached(BlockId{b}, UncacheCause::reused);
   }
@@ -501,7 +503,11 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
   }
   result.new_blocks = needed_new;
   for (std::uint32_t i = 0; i < total; ++i) {
-    if (scratch_resident_[i] != kNoBlock) continue;
+    if (scratch_resident_[i] != kNoBlock) {
+      if (events_ != nullptr) [[unlikely]]
+        events_->end_run();  // shared, not stored: announced already
+      continue;
+    }
     state.blocks[i] = take_free_block(policy, result.evicted_blocks);
     // Real token-mode chains cannot repeat a hash within a request; caller-
     // given hashes can, a refused collision leaves its hash resident, and a
@@ -509,10 +515,14 @@ Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request&
     if (i < hashed) {
       const bool may_be_resident =
           request.hash_mode() || config_.verify_tokens || config_.hash_bits < 128;
-      cache_block(policy, state.blocks[i], hashes[i], may_be_resident,
-                  stored_fingerprint(fingerprints, i));
+      const bool cached = cache_block(policy, state.blocks[i], hashes[i], may_be_resident,
+                                      stored_fingerprint(fingerprints, i));
+      if (events_ != nullptr) [[unlikely]]
+        record_stored(cached, request, hashes, i);
     }
   }
+  if (events_ != nullptr) [[unlikely]]
+    events_->end_run();
 
   block_references_ += total;
   record_admission(request, result.lookup);
@@ -561,7 +571,8 @@ template <class Policy>
 Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
                                        std::uint32_t num_new_tokens,
                                        std::span<const BlockHash> completed,
-                                       std::span<const BlockHash> fingerprints) {
+                                       std::span<const BlockHash> fingerprints,
+                                       std::span<const TokenId> completed_tokens) {
   const std::uint64_t new_total_tokens = std::uint64_t{state.num_tokens} + num_new_tokens;
   const std::uint64_t new_total_blocks = (new_total_tokens + block_size() - 1) / block_size();
   if (new_total_blocks > num_blocks()) return Status::request_too_large;
@@ -578,14 +589,20 @@ Result<AppendResult> PrefixCache::grow(Policy& policy, RequestState& state,
     state.blocks.push_back(take_free_block(policy, result.evicted_blocks));
   }
   for (std::size_t k = 0; k < completed.size(); ++k) {
-    if (cache_block(policy, state.blocks[state.hashed_blocks], completed[k], true,
-                    stored_fingerprint(fingerprints, k))) {
-      ++result.cached_blocks;
-    }
+    const bool cached = cache_block(policy, state.blocks[state.hashed_blocks], completed[k], true,
+                                    stored_fingerprint(fingerprints, k));
+    if (cached) ++result.cached_blocks;
+    if (events_ != nullptr) [[unlikely]]
+      record_grown(cached, state, completed[k],
+                   completed_tokens.empty()
+                       ? completed_tokens
+                       : completed_tokens.subspan(k * block_size(), block_size()));
     ++state.hashed_blocks;
     state.last_hash = completed[k];
     if (!fingerprints.empty()) state.last_fingerprint = fingerprints[k];
   }
+  if (events_ != nullptr) [[unlikely]]
+    events_->end_run();  // one store per request per step, as vLLM
   state.num_tokens = static_cast<std::uint32_t>(new_total_tokens);
   result.num_tokens = state.num_tokens;
   return result;
@@ -626,7 +643,8 @@ Result<AppendResult> PrefixCache::append(RequestId id, std::span<const TokenId> 
   }
   const auto num_new = static_cast<std::uint32_t>(tokens.size());
   auto result = with_policy([&](auto& policy) {
-    return grow(policy, *state, num_new, scratch_hashes_, scratch_fingerprints_);
+    return grow(policy, *state, num_new, scratch_hashes_, scratch_fingerprints_,
+                std::span<const TokenId>(scratch_tokens_).first(completed * block_size()));
   });
   if (result) {
     state->partial.assign(scratch_tokens_.begin() + completed * block_size(),
@@ -650,9 +668,41 @@ Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_
   const bool seals = total != full && new_hashes.size() == completing + 1;
   if (new_hashes.size() != completing && !seals) return Status::invalid_hashes;
   auto result = with_policy(
-      [&](auto& policy) { return grow(policy, *state, num_new_tokens, new_hashes, {}); });
+      [&](auto& policy) { return grow(policy, *state, num_new_tokens, new_hashes, {}, {}); });
   if (result && seals) state->sealed = true;
   return result;
+}
+
+// ---------------------------------------------------------------- KV events
+
+void PrefixCache::set_event_log(CacheEventLog* log) noexcept {
+  events_ = log;
+  if (events_ != nullptr) events_->set_block_size(block_size());
+}
+
+void PrefixCache::record_stored(bool cached, const Request& request,
+                                std::span<const BlockHash> hashes, std::uint32_t i) {
+  if (!cached) {
+    events_->end_run();  // kept private: its hash is resident in another block
+    return;
+  }
+  std::optional<BlockHash> parent;
+  if (i > 0) parent = hashes[i - 1];
+  std::span<const TokenId> tokens;
+  if (!request.hash_mode())
+    tokens = request.tokens.subspan(std::size_t{i} * block_size(), block_size());
+  events_->stored_block(hashes[i], parent, tokens, i, request.extras);
+}
+
+void PrefixCache::record_grown(bool cached, const RequestState& state, const BlockHash& hash,
+                               std::span<const TokenId> tokens) {
+  if (!cached) {
+    events_->end_run();
+    return;
+  }
+  std::optional<BlockHash> parent;
+  if (state.hashed_blocks > 0) parent = state.last_hash;
+  events_->stored_block(hash, parent, tokens, state.hashed_blocks, state.extras);
 }
 
 // ---------------------------------------------------------------- free / reset
@@ -703,6 +753,7 @@ Result<void> PrefixCache::reset() {
   policy_->clear();
   index_->clear();
   ++stats_.resets;
+  if (events_ != nullptr) events_->cleared();
   return {};
 }
 

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "kvscope/block_hasher.hpp"
+#include "kvscope/cache_events.hpp"
 #include "kvscope/clock.hpp"
 #include "kvscope/detail/block_slot.hpp"
 #include "kvscope/eviction_policy.hpp"
@@ -296,6 +297,11 @@ class PrefixCache {
   /// observer must outlive the cache or be removed first. O(num_blocks).
   /// Throws std::invalid_argument on bad options (nothing changes then).
   void set_observer(PrefixCacheObserver* observer, const ObserverOptions& options = {});
+  /// Records the cache's KV events (blocks stored, removed, all cleared)
+  /// into `log` from now on; nullptr stops. The log must outlive the cache
+  /// or be detached first; its block size is set to the cache's. Off (the
+  /// default) costs a null check per operation (kvscope/cache_events.hpp).
+  void set_event_log(CacheEventLog* log) noexcept;
   /// Sum of the ref counts of all blocks: the number of block-table entries
   /// of live requests. Divided by num_used_blocks() it is the sharing factor
   /// (references per block in use). O(1).
@@ -317,6 +323,12 @@ class PrefixCache {
   LookupResult probe(const Request& request, std::span<const BlockHash> hashes,
                      std::span<const BlockHash> fingerprints);
   void record_admission(const Request& request, const LookupResult& lookup);
+  // KV events (events_ attached): block i of an admission, or the next block
+  // a request grew, was cached (or, `cached` false, kept private).
+  void record_stored(bool cached, const Request& request, std::span<const BlockHash> hashes,
+                     std::uint32_t i);
+  void record_grown(bool cached, const RequestState& state, const BlockHash& hash,
+                    std::span<const TokenId> tokens);
   RequestState& open_request(const Request& request, std::span<const BlockHash> hashes,
                              std::span<const BlockHash> fingerprints);
   // The hot paths are templates over the concrete policy (see src/eviction/).
@@ -327,7 +339,8 @@ class PrefixCache {
   template <class Policy>
   Result<AppendResult> grow(Policy& policy, RequestState& state, std::uint32_t num_new_tokens,
                             std::span<const BlockHash> completed,
-                            std::span<const BlockHash> fingerprints);
+                            std::span<const BlockHash> fingerprints,
+                            std::span<const TokenId> completed_tokens);
   template <class Policy>
   Result<FreeResult> free_with(Policy& policy, RequestId id, FreeOrder order);
   template <class Policy>
@@ -378,6 +391,7 @@ class PrefixCache {
   // Observer state (see ObserverOptions).
   PrefixCacheObserver* observer_ = nullptr;
   ObserverOptions observer_options_;
+  CacheEventLog* events_ = nullptr;     // KV events, when attached (set_event_log)
   std::uint64_t sample_state_ = 0;      // splitmix64 state of the sampler
   std::uint64_t sample_countdown_ = 0;  // allocations until the next watched one
   Timestamp event_time_{};

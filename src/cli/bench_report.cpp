@@ -201,6 +201,18 @@ void client_check_section(fmt::memory_buffer& out, const LoadResult& r) {
                  agree ? "equal" : "DIFFERENT");
 }
 
+void kv_events_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
+  if (!s.kv_events) return;
+  const KvEventStats& k = *s.kv_events;
+  fmt::format_to(std::back_inserter(out),
+                 "\nKV events: {} batches, {} BlockStored ({} blocks), {} BlockRemoved, {} "
+                 "AllBlocksCleared, {:.1f} MiB; {} batches dropped (queue full); replay {} "
+                 "served, {} refused\n",
+                 k.batches, k.events.stored, k.events.blocks_stored, k.events.removed,
+                 k.events.cleared, static_cast<double>(k.bytes) / (1 << 20), k.batches_dropped,
+                 k.replay_served, k.replay_refused);
+}
+
 }  // namespace
 
 std::string bench_report_text(const LoadResult& r) {
@@ -215,6 +227,7 @@ std::string bench_report_text(const LoadResult& r) {
   alert_section(out, r);
   miss_ratio_section(out, s);
   memory_section(out, r);
+  kv_events_section(out, s);
   client_check_section(out, r);
   fmt::format_to(std::back_inserter(out), "\n{}", s.analytics.diagnosis.to_text());
   return fmt::to_string(out);

@@ -17,6 +17,8 @@ int run_cli(int argc, const char* const* argv, const CliStreams& streams) {
   ReplayOptions replay;
   CLI::App* bench_command = add_bench_command(app, bench);
   CLI::App* replay_command = add_replay_command(app, replay);
+  std::function<int(const CliStreams&)> run_events;
+  CLI::App* events_command = add_events_command(app, run_events);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -26,6 +28,7 @@ int run_cli(int argc, const char* const* argv, const CliStreams& streams) {
   try {
     if (bench_command->parsed()) return run_bench(bench, streams);
     if (replay_command->parsed()) return run_replay(replay, streams);
+    if (events_command->parsed()) return run_events(streams);
   } catch (const std::invalid_argument& e) {  // options valid alone, not together
     streams.err << "kvscope: " << e.what() << "\nRun with --help for more information.\n";
     return kExitUsage;

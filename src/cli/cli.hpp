@@ -1,7 +1,8 @@
 // The `kvscope` command line: `kvscope bench` (the main job: a load run of
-// the Runtime) and `kvscope replay` (a Mooncake trace through the cache
-// core). Arguments are parsed with CLI11 (Debian's libcli11-dev): typed
-// options, range checks, help text and error messages we do not write.
+// the Runtime), `kvscope replay` (a Mooncake trace through the cache core)
+// and `kvscope events` (watch and check a KV cache event stream). Arguments are parsed with CLI11
+// (Debian's libcli11-dev): typed options, range checks, help text and error messages we do not
+// write.
 //
 // Callable in-process (the tests do): output goes to the given streams,
 // nothing is read from the environment except what the arguments name.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <CLI/App.hpp>
 
 #include "cli.hpp"
+#include "kvscope/events/kv_events_config.hpp"
 
 namespace kvscope::cli {
 
@@ -36,7 +38,21 @@ struct BenchOptions {
   std::string json_path;
   std::string prometheus_path;
   bool quiet = false;
+  /// KV cache events (docs/kv-events.md): the PUB endpoint; empty: off.
+  std::string kv_events;
+  std::string kv_events_replay;  ///< the ROUTER endpoint for replay; empty: none
+  std::string kv_events_topic;
+  std::string kv_events_format = "map";
 };
+
+/// RuntimeConfig::kv_events from the --kv-events* options (off when the
+/// endpoint is empty). Shared by `kvscope bench` and the serving stack.
+KvEventsConfig kv_events_config(const std::string& endpoint, const std::string& replay,
+                                const std::string& topic, const std::string& format);
+/// Registers --kv-events, --kv-events-replay, --kv-events-topic and
+/// --kv-events-format on `cmd`.
+void add_kv_event_options(CLI::App& cmd, std::string& endpoint, std::string& replay,
+                          std::string& topic, std::string& format);
 
 struct ReplayOptions {
   std::string trace;
@@ -57,6 +73,9 @@ std::vector<std::string> policy_names();
 
 CLI::App* add_bench_command(CLI::App& app, BenchOptions& options);
 CLI::App* add_replay_command(CLI::App& app, ReplayOptions& options);
+/// `kvscope events`: `run` is set to the command's runner (its options
+/// live with it).
+CLI::App* add_events_command(CLI::App& app, std::function<int(const CliStreams&)>& run);
 
 /// Run a parsed command; return an exit code. Errors are reported on
 /// streams.err (std::exception messages) with kExitFailure.

@@ -92,6 +92,21 @@ nlohmann::json counters_json(const RuntimeSnapshot& s) {
                         {"observations_dropped", s.observations_dropped()}};
 }
 
+nlohmann::json kv_events_json(const std::optional<KvEventStats>& stats) {
+  if (!stats) return nullptr;
+  const KvEventStats& s = *stats;
+  return nlohmann::json{{"batches", s.batches},
+                        {"events",
+                         {{"BlockStored", s.events.stored},
+                          {"BlockRemoved", s.events.removed},
+                          {"AllBlocksCleared", s.events.cleared}}},
+                        {"blocks_stored", s.events.blocks_stored},
+                        {"bytes", s.bytes},
+                        {"batches_dropped", s.batches_dropped},
+                        {"replay_served", s.replay_served},
+                        {"replay_refused", s.replay_refused}};
+}
+
 template <class T, class ToJson>
 nlohmann::json array_json(const std::vector<T>& items, ToJson to_json) {
   nlohmann::json out = nlohmann::json::array();
@@ -161,7 +176,8 @@ std::string to_json(const RuntimeSnapshot& s) {
       {"alerts", array_json(s.alerts, detail::cache_alert_json)},
       {"alert_events", array_json(s.alert_events, detail::alert_transition_json)},
       {"analytics", detail::analytics_json(s.analytics)},
-      {"counters", counters_json(s)}};
+      {"counters", counters_json(s)},
+      {"kv_events", kv_events_json(s.kv_events)}};
   return j.dump();
 }
 

@@ -58,6 +58,29 @@ void write_analytics_prometheus(PrometheusWriter& out, const AnalyticsReport& re
   }
 }
 
+/// kvscope_kv_events_* families: what the KV event publisher sent.
+void write_kv_events_prometheus(PrometheusWriter& out, const KvEventStats& s) {
+  out.counter("kvscope_kv_events_batches_total", "KV event batches published (ZeroMQ PUB).", {},
+              static_cast<double>(s.batches));
+  const std::pair<const char*, std::uint64_t> by_type[] = {{"BlockStored", s.events.stored},
+                                                           {"BlockRemoved", s.events.removed},
+                                                           {"AllBlocksCleared", s.events.cleared}};
+  for (const auto& [type, n] : by_type)
+    out.counter("kvscope_kv_events_total", "KV events published, by type.", {{"type", type}},
+                static_cast<double>(n));
+  out.counter("kvscope_kv_events_blocks_stored_total", "Blocks announced in BlockStored events.",
+              {}, static_cast<double>(s.events.blocks_stored));
+  out.counter("kvscope_kv_events_bytes_total", "Payload bytes of the published batches.", {},
+              static_cast<double>(s.bytes));
+  out.counter("kvscope_kv_events_batches_dropped_total",
+              "KV event batches dropped because the publisher's queue was full.", {},
+              static_cast<double>(s.batches_dropped));
+  out.counter("kvscope_kv_events_replay_requests_total", "Replay requests, by outcome.",
+              {{"outcome", "served"}}, static_cast<double>(s.replay_served));
+  out.counter("kvscope_kv_events_replay_requests_total", "Replay requests, by outcome.",
+              {{"outcome", "refused"}}, static_cast<double>(s.replay_refused));
+}
+
 }  // namespace
 
 std::string to_prometheus(const RuntimeSnapshot& s, const MetricsConfig& config) {
@@ -95,6 +118,7 @@ std::string to_prometheus(const RuntimeSnapshot& s, const MetricsConfig& config)
   out.counter("kvscope_runtime_aggregation_failures_total",
               "Aggregation rounds that threw and were skipped.", {},
               static_cast<double>(s.counters.aggregation_failures));
+  if (s.kv_events) write_kv_events_prometheus(out, *s.kv_events);
   out.counter("kvscope_runtime_observations_dropped_total",
               "Fire-and-forget observations dropped by full queues.", {},
               static_cast<double>(s.observations_dropped()));

@@ -86,6 +86,7 @@ void RuntimeConfig::validate() const {
   collector.validate();
   if (snapshot_interval < std::chrono::milliseconds(1) || snapshot_interval > std::chrono::hours(1))
     bad_config("snapshot_interval must be 1 ms .. 1 h");
+  if (kv_events.enabled) kv_events.validate();
   for (const auto& detector : detectors)
     if (!detector) bad_config("detectors must not hold a null detector");
   analytics.validate();
@@ -107,13 +108,15 @@ Runtime::Runtime(RuntimeConfig config)
               ? default_detectors(config_.analytics, config_.metrics.memory_pressure_threshold,
                                   config_.shard_count())
               : config_.detectors) {
+  if (config_.kv_events.enabled) kv_events_ = std::make_unique<KvEventPublisher>(config_.kv_events);
   const std::uint32_t shards = config_.shard_count();
   shards_.reserve(shards);
   for (std::uint32_t i = 0; i < shards; ++i) {
     std::optional<unsigned> cpu;
     if (config_.pin_threads) cpu = i % hardware_threads();
     shards_.push_back(std::make_unique<detail::RuntimeShard>(
-        i, shard_cache_config(config_, i), config_.metrics, config_.collector, cpu));
+        i, shard_cache_config(config_, i), config_.metrics, config_.collector, cpu,
+        kv_events_.get(), config_.kv_events.publish_interval));
   }
   control_thread_ = std::thread([this] { control_.run(); });
   notifier_thread_ = std::thread([this] { notifier_.run(); });
@@ -149,6 +152,16 @@ void Runtime::set_shards_accepting(bool accepting) {
   }
 }
 
+void Runtime::publish_shard_events() {
+  if (!kv_events_) return;
+  for (auto& shard : shards_) {
+    detail::RuntimeShard* target = shard.get();
+    auto publish = [target] { target->publish_events_now(); };
+    async_run_on(shard->inbox(), std::move(publish), asio::use_future).get();
+  }
+  kv_events_->flush();
+}
+
 void Runtime::start() {
   if (on_runtime_thread()) throw std::logic_error("kvscope: Runtime::start() on a runtime thread");
   std::lock_guard lock(lifecycle_mutex_);
@@ -182,6 +195,7 @@ void Runtime::stop() {
   running_.store(false, std::memory_order_release);
   // 1. Close the shards: what was queued before runs, later calls get not_running.
   set_shards_accepting(false);
+  publish_shard_events();  // every KV event recorded is sent before the final snapshot
   // 2. End the periodic loop (it stops once running() is false; its timer
   //    lives on the control thread).
   asio::post(control_, [this] { timer_.cancel(); });
@@ -309,6 +323,7 @@ asio::awaitable<void> Runtime::aggregate_once(bool final) {
       aggregator_.merge(std::move(reports), now, std::chrono::system_clock::now(), final));
   snapshot->counters.subscriber_failures = board_->subscriber_failures();
   snapshot->counters.subscriber_skipped = board_->subscriber_skipped();
+  if (kv_events_) snapshot->kv_events = kv_events_->stats();
   board_->publish(std::move(snapshot));
 }
 

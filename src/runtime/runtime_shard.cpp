@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <asio/post.hpp>
+
 #include <cerrno>
 #include <system_error>
 
@@ -37,7 +39,8 @@ void run_shard(asio::io_context& io) {
 
 RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
                            const MetricsConfig& metrics, const BatchCollectorConfig& collector,
-                           std::optional<unsigned> cpu)
+                           std::optional<unsigned> cpu, KvEventPublisher* events,
+                           std::chrono::milliseconds publish_interval)
     : index_(index),
       io_(1),
       work_(asio::make_work_guard(io_)),
@@ -45,7 +48,11 @@ RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
       cache_(cache, metrics),
       levels_(metrics.window, metrics.latency_layout),
       collector_(collector),
+      publisher_(events),
+      event_log_(events != nullptr ? std::make_unique<CacheEventLog>(cache.block_size) : nullptr),
+      publish_interval_(publish_interval),
       thread_([this] { run_shard(io_); }) {
+  if (event_log_) cache_.set_event_log(event_log_.get());
   if (cpu) {
     try {
       pin_to_cpu(thread_, *cpu);
@@ -58,6 +65,8 @@ RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
 }
 
 RuntimeShard::~RuntimeShard() {
+  auto stop_publishing = [this] { publish_timer_.cancel(); };
+  asio::post(io_, std::move(stop_publishing));  // a pending timer would keep run() going
   work_.reset();
   if (thread_.joinable()) thread_.join();
 }
@@ -81,6 +90,28 @@ bool RuntimeShard::record(const MetricObservation& observation) noexcept {
 void RuntimeShard::drain_observations() {
   drain_requested_.store(false, std::memory_order_release);
   collector_.drain(levels_);
+}
+
+void RuntimeShard::arm_publication() {
+  publish_armed_ = true;
+  publish_timer_.expires_after(publish_interval_);
+  auto publish = [this](std::error_code error) {
+    publish_armed_ = false;
+    if (!error) publish_events();
+  };
+  publish_timer_.async_wait(std::move(publish));
+}
+
+void RuntimeShard::publish_events() {
+  if (event_log_ == nullptr || event_log_->empty()) return;
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  publisher_->submit(*event_log_, now);  // a full queue drops the batch (counted)
+}
+
+void RuntimeShard::publish_events_now() {
+  publish_timer_.cancel();
+  publish_events();
 }
 
 ShardReport RuntimeShard::report(Timestamp now) {

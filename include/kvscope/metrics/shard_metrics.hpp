@@ -139,6 +139,8 @@ class MeteredPrefixCache {
   Result<void> reset();
 
   const PrefixCache& cache() const noexcept { return cache_; }
+  /// PrefixCache::set_event_log: the cache's KV events go to `log` (nullptr: off).
+  void set_event_log(CacheEventLog* log) noexcept { cache_.set_event_log(log); }
   ShardMetrics& metrics() noexcept { return *metrics_; }
   const ShardMetrics& metrics() const noexcept { return *metrics_; }
 

@@ -70,6 +70,8 @@
 #include "kvscope/analytics/analytics_config.hpp"
 #include "kvscope/analytics/cache_analytics.hpp"
 #include "kvscope/analytics/detector.hpp"
+#include "kvscope/events/kv_event_publisher.hpp"
+#include "kvscope/events/kv_events_config.hpp"
 #include "kvscope/metrics/batch_collector.hpp"
 #include "kvscope/metrics/metrics_config.hpp"
 #include "kvscope/prefix_cache.hpp"
@@ -103,6 +105,10 @@ struct RuntimeConfig {
   /// default_detectors() (kvscope/analytics/detectors.hpp); pass your own
   /// list to replace them.
   std::vector<std::shared_ptr<SnapshotDetector>> detectors{};
+  /// KV cache events for cluster routers (docs/kv-events.md): off by
+  /// default. On, every shard publishes what its cache stores and removes
+  /// through one ZeroMQ publisher, in vLLM's wire format.
+  KvEventsConfig kv_events{};
 
   void validate() const;
   /// `shards`, with 0 resolved to the hardware thread count.
@@ -126,6 +132,9 @@ class Runtime {
   /// snapshot and fails waiting next_snapshot() calls. Idempotent.
   void stop();
   bool running() const noexcept { return running_.load(std::memory_order_acquire); }
+  /// The KV event publisher (its endpoints, stats), or nullptr when
+  /// RuntimeConfig::kv_events is off. Any thread.
+  const KvEventPublisher* kv_event_publisher() const noexcept { return kv_events_.get(); }
 
   const RuntimeConfig& config() const noexcept { return config_; }
   std::uint32_t shard_count() const noexcept { return static_cast<std::uint32_t>(shards_.size()); }
@@ -314,6 +323,7 @@ class Runtime {
 
   bool on_runtime_thread() const noexcept;
   void set_shards_accepting(bool accepting);
+  void publish_shard_events();
   asio::awaitable<void> aggregate_loop();
   asio::awaitable<void> aggregate_once(bool final);
   template <class T>
@@ -326,7 +336,8 @@ class Runtime {
   asio::executor_work_guard<asio::io_context::executor_type> control_work_;
   asio::executor_work_guard<asio::io_context::executor_type> notifier_work_;
   std::shared_ptr<detail::SnapshotBoard> board_;
-  asio::steady_timer timer_;  // control thread only
+  std::unique_ptr<KvEventPublisher> kv_events_;  // null when off; outlives the shards
+  asio::steady_timer timer_;                     // control thread only
   std::vector<std::unique_ptr<detail::RuntimeShard>> shards_;
 
   Aggregator aggregator_;  // control thread only
@@ -354,7 +365,9 @@ auto Runtime::run_on(ShardId shard, Op op, Token&& token) {
     if (target == nullptr) return R(Status::unknown_shard);
     if (!target->accepting()) return R(Status::not_running);
     target->count_operation();
-    return op(*target);
+    R result = op(*target);
+    target->after_operation();
+    return result;
   };
   return async_run_on(inbox, std::move(gated), std::forward<Token>(token));
 }

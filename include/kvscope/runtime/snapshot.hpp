@@ -9,10 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "kvscope/analytics/alerts.hpp"
 #include "kvscope/analytics/report.hpp"
+#include "kvscope/events/kv_event_publisher.hpp"
 #include "kvscope/metrics/merged_snapshot.hpp"
 
 namespace kvscope {
@@ -34,6 +36,8 @@ struct RuntimeSnapshot : MergedSnapshot {
   std::vector<AlertTransition> alert_events;
   AnalyticsReport analytics;  ///< interval figures, trends, capacity advice, diagnosis
   RuntimeCounters counters;
+  /// The KV event publisher's figures (RuntimeConfig::kv_events); empty when off.
+  std::optional<KvEventStats> kv_events;
 };
 
 }  // namespace kvscope

@@ -6,11 +6,17 @@
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <thread>
+
+#include "kvscope/cache_events.hpp"
+#include "kvscope/events/kv_event_publisher.hpp"
 
 #include "kvscope/metrics/batch_collector.hpp"
 #include "kvscope/metrics/multi_level_metrics.hpp"
@@ -30,9 +36,13 @@ inline Result<AllocateResult> leaving_shard(Result<AllocateResult> result) noexc
 class RuntimeShard {
  public:
   /// Builds the shard's state and starts its thread (pinned to `cpu` when
-  /// given; throws std::system_error if pinning fails).
+  /// given; throws std::system_error if pinning fails). With `events` the
+  /// cache's KV events are recorded and handed to it at most every
+  /// `publish_interval`; the publisher must outlive the shard.
   RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache, const MetricsConfig& metrics,
-               const BatchCollectorConfig& collector, std::optional<unsigned> cpu);
+               const BatchCollectorConfig& collector, std::optional<unsigned> cpu,
+               KvEventPublisher* events = nullptr,
+               std::chrono::milliseconds publish_interval = std::chrono::milliseconds(10));
   /// Lets the thread finish what is queued, joins it, then destroys the state.
   ~RuntimeShard();
   RuntimeShard(const RuntimeShard&) = delete;
@@ -54,6 +64,16 @@ class RuntimeShard {
   bool accepting() const noexcept { return accepting_; }
   void set_accepting(bool accepting) noexcept { accepting_ = accepting; }
   void count_operation() noexcept { ++operations_; }
+  /// After every operation: with KV events on and some recorded, makes sure
+  /// a publication is scheduled (one timer per publish interval). Off: a
+  /// null check.
+  void after_operation() {
+    if (event_log_ != nullptr && !publish_armed_ && !event_log_->empty()) [[unlikely]]
+      arm_publication();
+  }
+  /// Hands the recorded KV events to the publisher now (stop(): nothing
+  /// stays behind).
+  void publish_events_now();
   MeteredPrefixCache& cache() noexcept { return cache_; }
   MultiLevelCacheMetrics& levels() noexcept { return levels_; }
   /// Applies the queued fire-and-forget observations.
@@ -72,6 +92,15 @@ class RuntimeShard {
   std::atomic<bool> drain_requested_{false};
   bool accepting_ = false;
   std::uint64_t operations_ = 0;
+  // KV events (null when off): the cache records into event_log_; a timer
+  // hands the log to the publisher at most every publish_interval_.
+  void arm_publication();
+  void publish_events();
+  KvEventPublisher* publisher_;
+  std::unique_ptr<CacheEventLog> event_log_;
+  std::chrono::milliseconds publish_interval_;
+  asio::steady_timer publish_timer_{io_};
+  bool publish_armed_ = false;
   std::thread thread_;  // last: starts once everything else exists
 };
 

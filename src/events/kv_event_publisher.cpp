@@ -1,0 +1,230 @@
+// ZeroMQ (libzmq3-dev) through cppzmq (cppzmq-dev): the routers subscribe
+// with ZeroMQ, so the publisher speaks it natively rather than re-framing
+// its wire protocol by hand.
+#include "kvscope/events/kv_event_publisher.hpp"
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <array>
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kvscope {
+
+namespace {
+
+/// How long the publisher thread sleeps when idle before it looks at the
+/// replay socket again: the longest a replay request waits.
+constexpr auto kReplayPoll = std::chrono::milliseconds(2);
+/// Replay requests answered per wake-up, so a burst of them cannot hold
+/// back live batches for long.
+constexpr int kReplaysPerWake = 16;
+
+std::array<char, 8> big_endian(std::uint64_t value) {
+  std::array<char, 8> out{};
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(value >> (56 - 8 * i));
+  return out;
+}
+
+std::uint64_t from_big_endian(const zmq::message_t& frame) {
+  std::uint64_t value = 0;
+  const auto* bytes = static_cast<const unsigned char*>(frame.data());
+  for (std::size_t i = 0; i < 8; ++i) value = (value << 8) | bytes[i];
+  return value;
+}
+
+[[noreturn]] void bad_endpoint(const char* option, const std::string& endpoint, const char* verb,
+                               const zmq::error_t& e) {
+  throw std::invalid_argument(std::string("kvscope: KvEventsConfig.") + option + ": cannot " +
+                              verb + " '" + endpoint + "': " + e.what());
+}
+
+}  // namespace
+
+struct KvEventPublisher::Sockets {
+  zmq::context_t context{1};
+  zmq::socket_t pub{context, zmq::socket_type::pub};
+  std::optional<zmq::socket_t> router;
+  std::deque<std::pair<std::uint64_t, std::string>> kept;  // for replay, oldest first
+  std::uint64_t next_seq = 0;
+};
+
+KvEventPublisher::KvEventPublisher(KvEventsConfig config)
+    : config_((config.validate(), std::move(config))), sockets_(std::make_unique<Sockets>()) {
+  Sockets& s = *sockets_;
+  s.pub.set(zmq::sockopt::sndhwm, config_.hwm);
+  s.pub.set(zmq::sockopt::linger, 1000);
+  const std::string pub = config_.pub_endpoint();
+  if (binds(pub)) {
+    try {
+      s.pub.bind(pub);
+    } catch (const zmq::error_t& e) {
+      bad_endpoint("endpoint", pub, "bind", e);
+    }
+  } else {
+    try {
+      s.pub.connect(pub);
+    } catch (const zmq::error_t& e) {
+      bad_endpoint("endpoint", pub, "connect to", e);
+    }
+  }
+  endpoint_ = s.pub.get(zmq::sockopt::last_endpoint);
+  if (const std::string router = config_.router_endpoint(); !router.empty()) {
+    s.router.emplace(s.context, zmq::socket_type::router);
+    s.router->set(zmq::sockopt::linger, 1000);
+    try {
+      s.router->bind(router);
+    } catch (const zmq::error_t& e) {
+      bad_endpoint("replay_endpoint", router, "bind", e);
+    }
+    replay_endpoint_ = s.router->get(zmq::sockopt::last_endpoint);
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+KvEventPublisher::~KvEventPublisher() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+bool KvEventPublisher::submit(CacheEventLog& log, double ts) {
+  if (log.empty()) return true;
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.size() >= config_.queue_batches || stopping_) {
+      ++stats_.batches_dropped;
+      log.clear();
+      return false;
+    }
+    queue_.push_back(Pending{std::move(log), ts});
+    ++submitted_;
+  }
+  log.clear();  // moved from: empty vectors; reset the run state too
+  wake_.notify_one();
+  return true;
+}
+
+void KvEventPublisher::flush() {
+  std::unique_lock lock(mutex_);
+  const std::uint64_t target = submitted_;
+  drained_.wait(lock, [&] { return handled_ >= target; });
+}
+
+KvEventStats KvEventPublisher::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void KvEventPublisher::run() {
+  std::deque<Pending> work;
+  for (;;) {
+    bool stop = false;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait_for(lock, kReplayPoll, [&] { return stopping_ || !queue_.empty(); });
+      work.swap(queue_);
+      stop = stopping_;
+    }
+    for (Pending& batch : work) send(batch);
+    if (!work.empty()) {
+      std::lock_guard lock(mutex_);
+      handled_ += work.size();
+      drained_.notify_all();
+    }
+    work.clear();
+    serve_replay();
+    if (stop) {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) break;
+    }
+  }
+}
+
+void KvEventPublisher::send(Pending& batch) {
+  Sockets& s = *sockets_;
+  KvEventCounts counts;
+  std::string payload = encode_kv_event_batch(batch.log, batch.ts, config_.dp_rank, config_.format,
+                                              config_.hash_encoding, &counts);
+  const std::uint64_t seq = s.next_seq++;
+  const auto seq_bytes = big_endian(seq);
+  try {
+    // PUB never blocks: past the high-water mark ZeroMQ drops the message.
+    s.pub.send(zmq::buffer(config_.topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    s.pub.send(zmq::buffer(seq_bytes), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    s.pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    // A PUB socket fails a send only while the context shuts down; the
+    // batch stays replayable and counted.
+  }
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.batches;
+    stats_.events += counts;
+    stats_.bytes += payload.size();
+  }
+  if (s.router) {
+    s.kept.emplace_back(seq, std::move(payload));
+    if (s.kept.size() > config_.buffer_steps) s.kept.pop_front();
+  }
+}
+
+void KvEventPublisher::serve_replay() {
+  Sockets& s = *sockets_;
+  if (!s.router) return;
+  const bool with_topic = config_.replay_layout == KvReplayLayout::with_topic;
+  const auto end_marker = big_endian(~std::uint64_t{0});
+  for (int served = 0; served < kReplaysPerWake; ++served) {
+    std::vector<zmq::message_t> request;
+    try {
+      const auto parts =
+          zmq::recv_multipart(*s.router, std::back_inserter(request), zmq::recv_flags::dontwait);
+      if (!parts) return;  // nothing waiting
+    } catch (const zmq::error_t&) {
+      return;
+    }
+    // [identity, "", start_seq (8 bytes)], as ROUTER hands a DEALER's ["", seq].
+    if (request.size() != 3 || request[1].size() != 0 || request[2].size() != 8) {
+      std::lock_guard lock(mutex_);
+      ++stats_.replay_refused;
+      continue;
+    }
+    {
+      // Counted before the answer goes out, so a client that has read the
+      // end marker sees it in stats().
+      std::lock_guard lock(mutex_);
+      ++stats_.replay_served;
+    }
+    const std::uint64_t start = from_big_endian(request[2]);
+    const zmq::message_t& identity = request[0];
+    auto head = [&] {
+      s.router->send(zmq::buffer(identity.data(), identity.size()), zmq::send_flags::sndmore);
+      s.router->send(zmq::const_buffer(), zmq::send_flags::sndmore);
+    };
+    try {
+      for (const auto& [seq, payload] : s.kept) {
+        if (seq < start) continue;
+        head();
+        if (with_topic) s.router->send(zmq::buffer(config_.topic), zmq::send_flags::sndmore);
+        s.router->send(zmq::buffer(big_endian(seq)), zmq::send_flags::sndmore);
+        s.router->send(zmq::buffer(payload), zmq::send_flags::none);
+      }
+      head();
+      if (with_topic) s.router->send(zmq::const_buffer(), zmq::send_flags::sndmore);
+      s.router->send(zmq::buffer(end_marker), zmq::send_flags::sndmore);
+      s.router->send(zmq::const_buffer(), zmq::send_flags::none);
+    } catch (const zmq::error_t&) {
+      // The requester went away mid-answer: ROUTER drops what it cannot route.
+    }
+  }
+}
+
+}  // namespace kvscope
