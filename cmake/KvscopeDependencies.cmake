@@ -30,13 +30,18 @@ target_compile_definitions(kvscope_asio INTERFACE $<$<CXX_COMPILER_ID:Clang>:ASI
 find_package(Threads REQUIRED)
 target_link_libraries(kvscope_asio INTERFACE Threads::Threads)
 
+# A pkg-config module as the imported target PkgConfig::<prefix>.
+macro(kvscope_require_pkg prefix module package)
+  if(PkgConfig_FOUND)
+    pkg_check_modules(${prefix} QUIET IMPORTED_TARGET ${module})
+  endif()
+  if(NOT ${prefix}_FOUND)
+    message(FATAL_ERROR "kvscope: ${module} not found; install the Debian packages '${package}' and 'pkg-config'")
+  endif()
+endmacro()
+
 # xxHash: libxxhash-dev ships a pkg-config file.
-if(PkgConfig_FOUND)
-  pkg_check_modules(KVSCOPE_XXHASH QUIET IMPORTED_TARGET libxxhash)
-endif()
-if(NOT KVSCOPE_XXHASH_FOUND)
-  message(FATAL_ERROR "kvscope: xxHash not found; install the Debian packages 'libxxhash-dev' and 'pkg-config'")
-endif()
+kvscope_require_pkg(KVSCOPE_XXHASH libxxhash libxxhash-dev)
 
 # moodycamel concurrentqueue (header only): libconcurrentqueue-dev.
 kvscope_require_header(KVSCOPE_CONCURRENTQUEUE_INCLUDE_DIR concurrentqueue/concurrentqueue.h libconcurrentqueue-dev)
@@ -53,12 +58,7 @@ endmacro()
 # KV cache events (docs/kv-events.md): ZeroMQ, the transport the routers
 # subscribe with (libzmq3-dev, C++ binding cppzmq-dev), and msgpack-c for the
 # payloads (libmsgpack-cxx-dev, header only; used without Boost).
-if(PkgConfig_FOUND)
-  pkg_check_modules(KVSCOPE_ZMQ QUIET IMPORTED_TARGET libzmq)
-endif()
-if(NOT KVSCOPE_ZMQ_FOUND)
-  message(FATAL_ERROR "kvscope: libzmq not found; install the Debian packages 'libzmq3-dev' and 'pkg-config'")
-endif()
+kvscope_require_pkg(KVSCOPE_ZMQ libzmq libzmq3-dev)
 kvscope_require_header(KVSCOPE_CPPZMQ_INCLUDE_DIR zmq_addon.hpp cppzmq-dev)
 kvscope_require_header(KVSCOPE_MSGPACK_INCLUDE_DIR msgpack.hpp libmsgpack-cxx-dev)
 add_library(kvscope_wire INTERFACE)

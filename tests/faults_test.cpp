@@ -119,6 +119,11 @@ TEST(Faults, StopWithTenThousandAwaitsInFlight) {
                                     completed, frames));
     std::thread clients([&] { callers.run_all(); });
     while (issued.load() < kAwaits) std::this_thread::sleep_for(1ms);
+    // `issued` counts a client just before its co_await submits the
+    // allocation; give the last ones time to reach their shard's inbox (under
+    // TSan a client thread was once preempted in between, and its allocation
+    // met the closed shard: not_running).
+    std::this_thread::sleep_for(200ms);
     EXPECT_EQ(completed.load(), 0);  // all 10,000 are in flight
     std::thread stopper([&] { runtime.stop(); });
     std::this_thread::sleep_for(20ms);  // stop() is now waiting behind the queued work
