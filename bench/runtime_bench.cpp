@@ -20,6 +20,13 @@
 // hot system prompt causes shows in the shard_max_share counter.
 #include <benchmark/benchmark.h>
 
+#include <zmq.hpp>
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <thread>
+
 #include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
@@ -162,14 +169,17 @@ asio::awaitable<void> request_cycles(kvscope::Runtime* runtime,
   }
 }
 
-void BM_RuntimeRequestCycle(benchmark::State& state) {
-  const auto shards = static_cast<std::uint32_t>(state.range(0));
-  const auto prompts = kvscope::bench::make_prompts();
+kvscope::RuntimeConfig cycle_config(std::uint32_t shards) {
   kvscope::RuntimeConfig config;
   config.shards = shards;
   config.cache = {.num_blocks = kvscope::bench::kPoolBlocks * shards,
                   .block_size = kvscope::bench::kBlockSize};
-  kvscope::Runtime runtime(config);
+  return config;
+}
+
+/// The request-cycle loop behind BM_RuntimeRequestCycle and its variants.
+void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
+  const auto prompts = kvscope::bench::make_prompts();
   runtime.start();
   asio::io_context caller(1);
   CycleTally tally;
@@ -195,10 +205,79 @@ void BM_RuntimeRequestCycle(benchmark::State& state) {
         std::max(max_share, static_cast<double>(load.operations) / static_cast<double>(all));
   state.counters["shard_max_share"] = max_share;
 }
+
+void BM_RuntimeRequestCycle(benchmark::State& state) {
+  kvscope::Runtime runtime(cycle_config(static_cast<std::uint32_t>(state.range(0))));
+  run_request_cycles(state, runtime);
+}
 BENCHMARK(BM_RuntimeRequestCycle)
     ->ArgName("shards")
     ->Arg(1)
     ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+namespace {
+
+/// A subscriber that takes every message off the wire (and decodes nothing):
+/// what a router's socket does before its own work.
+class DrainingSubscriber {
+ public:
+  explicit DrainingSubscriber(const std::string& endpoint) : sub_(context_, zmq::socket_type::sub) {
+    sub_.set(zmq::sockopt::subscribe, "");
+    sub_.set(zmq::sockopt::rcvtimeo, 50);
+    sub_.connect(endpoint);
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        zmq::message_t frame;
+        if (sub_.recv(frame)) ++frames_;
+      }
+    });
+  }
+  ~DrainingSubscriber() {
+    stop_.store(true);
+    thread_.join();
+  }
+  std::uint64_t frames() const { return frames_; }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t sub_;
+  std::atomic<bool> stop_{false};
+  std::uint64_t frames_ = 0;  // the thread's until joined
+  std::thread thread_;
+};
+
+// KV events off (events:0) and on with one subscriber draining the stream
+// (events:1, map format), one shard. Target (issue 19): events:1 / events:0
+// <= 1.05.
+void BM_RuntimeRequestCycleKvEvents(benchmark::State& state) {
+  kvscope::RuntimeConfig config = cycle_config(1);
+  const bool events = state.range(0) != 0;
+  if (events) {
+    config.kv_events.enabled = true;
+    config.kv_events.endpoint = "tcp://127.0.0.1:*";
+  }
+  kvscope::Runtime runtime(config);
+  std::optional<DrainingSubscriber> subscriber;
+  if (events) {
+    subscriber.emplace(runtime.kv_event_publisher()->endpoint());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let it subscribe
+  }
+  run_request_cycles(state, runtime);
+  if (events) {
+    const auto stats = runtime.snapshot()->kv_events;
+    state.counters["batches"] = static_cast<double>(stats->batches);
+    state.counters["blocks_stored"] = static_cast<double>(stats->events.blocks_stored);
+    state.counters["batches_dropped"] = static_cast<double>(stats->batches_dropped);
+  }
+}
+BENCHMARK(BM_RuntimeRequestCycleKvEvents)
+    ->ArgName("events")
+    ->Arg(0)
+    ->Arg(1)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

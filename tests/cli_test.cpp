@@ -201,6 +201,46 @@ TEST(Cli, ATinyBenchRunWritesEveryJsonFieldAndTheExposition) {
   EXPECT_NE(prometheus.read().find("kvscope_prefix_cache_queries_total"), std::string::npos);
 }
 
+TEST(Cli, BenchPublishesKvEventsAndReportsThem) {
+  TempFile json("bench-events.json");
+  const CliRun r = run({"bench",
+                        "--requests",
+                        "300",
+                        "--concurrency",
+                        "16",
+                        "--shards",
+                        "2",
+                        "--threads",
+                        "2",
+                        "--blocks",
+                        "512",
+                        "--quiet",
+                        "--json",
+                        json.path(),
+                        "--kv-events",
+                        "tcp://127.0.0.1:*",
+                        "--kv-events-format",
+                        "array",
+                        "--kv-events-topic",
+                        "kv@test@model"});
+  ASSERT_EQ(r.code, kExitOk) << r.err << r.out;
+  EXPECT_NE(r.out.find("KV events: "), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(json.read());
+  const auto& events = j["snapshot"]["kv_events"];
+  ASSERT_FALSE(events.is_null());
+  EXPECT_GT(events["batches"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(events["events"]["BlockStored"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(events["batches_dropped"], 0);
+  // The options need --kv-events, and the format is map or array.
+  EXPECT_EQ(run({"bench", "--kv-events-topic", "t"}).code, kExitUsage);
+  EXPECT_EQ(run({"bench", "--kv-events", "tcp://*:5557", "--kv-events-format", "json"}).code,
+            kExitUsage);
+  // A bad endpoint fails at start, naming the option.
+  const CliRun bad = run({"bench", "--requests", "10", "--kv-events", "tcp://nowhere"});
+  EXPECT_NE(bad.code, kExitOk);
+  EXPECT_NE(bad.err.find("KvEventsConfig.endpoint"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, BenchReplaysATraceWithConcurrency) {
   TempFile trace("tiny.jsonl", kTinyTrace);
   TempFile json("trace_bench.json");

@@ -11,7 +11,8 @@
 // final snapshot), a second one exits at once.
 //
 // Prints "serving_stack: listening on http://ADDRESS:PORT ..." on stdout once
-// it accepts connections (with --port 0, the port the kernel chose).
+// it accepts connections (with --port 0, the port the kernel chose), and with
+// --kv-events the endpoints its KV cache events go to (docs/kv-events.md).
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <asio/co_spawn.hpp>
@@ -24,6 +25,7 @@
 
 #include "generate_service.hpp"
 #include "http_server.hpp"
+#include "kv_event_options.hpp"
 #include "kvscope/eviction_policy.hpp"
 #include "kvscope/runtime/runtime.hpp"
 
@@ -44,6 +46,7 @@ struct Options {
   std::uint32_t drain_delay_ms = 0;
   std::uint32_t shutdown_grace_ms = 10'000;
   serving_stack::GenerateLimits limits;
+  std::string kv_events, kv_events_replay, kv_events_topic, kv_events_format = "map";
 };
 
 void add_options(CLI::App& app, Options& o) {
@@ -100,6 +103,8 @@ void add_options(CLI::App& app, Options& o) {
                  "Then wait this long for requests in flight before closing their connections")
       ->check(CLI::Range(0u, 600'000u))
       ->capture_default_str();
+  kvscope::cli::add_kv_event_options(app, o.kv_events, o.kv_events_replay, o.kv_events_topic,
+                                     o.kv_events_format);
 }
 
 kvscope::RuntimeConfig runtime_config(const Options& o) {
@@ -112,6 +117,8 @@ kvscope::RuntimeConfig runtime_config(const Options& o) {
   config.cache.hash_seed.secret = o.hash_secret;
   config.snapshot_interval = std::chrono::milliseconds(o.snapshot_ms);
   config.metrics.miss_ratio.enabled = o.miss_ratio_curve;  // capacity advice in /metrics
+  config.kv_events = kvscope::cli::kv_events_config(o.kv_events, o.kv_events_replay,
+                                                    o.kv_events_topic, o.kv_events_format);
   return config;
 }
 
@@ -171,6 +178,11 @@ int serve(const Options& o) {
   fmt::print("serving_stack: listening on http://{}:{} ({} shards, {} blocks of {} tokens, {})\n",
              o.server.bind_address, server.port(), runtime.shard_count(), o.blocks, o.block_size,
              o.policy);
+  if (const kvscope::KvEventPublisher* events = runtime.kv_event_publisher()) {
+    fmt::print("serving_stack: KV events on {}{}{} ({} format)\n", events->endpoint(),
+               events->replay_endpoint().empty() ? "" : ", replay on ", events->replay_endpoint(),
+               to_string(events->config().format));
+  }
   std::fflush(stdout);
 
   acceptor_context.run();

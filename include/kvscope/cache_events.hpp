@@ -89,6 +89,9 @@ class CacheEventLog {
   bool empty() const noexcept { return records_.empty(); }
   /// Events recorded, stored runs counted once.
   std::size_t size() const noexcept { return records_.size(); }
+  /// Blocks in all stored runs, and their tokens.
+  std::size_t stored_blocks() const noexcept { return hashes_.size(); }
+  std::size_t stored_tokens() const noexcept { return tokens_.size(); }
   std::span<const CacheEventRecord> records() const noexcept { return records_; }
   const StoredRun& run(std::uint32_t i) const { return runs_[i]; }
   std::span<const BlockHash> hashes(const StoredRun& run) const noexcept {

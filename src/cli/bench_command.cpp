@@ -9,6 +9,7 @@
 
 #include "bench_report.hpp"
 #include "commands.hpp"
+#include "kv_event_options.hpp"
 #include "kvscope/eviction_policy.hpp"
 #include "kvscope/export/prometheus.hpp"
 #include "load_driver.hpp"
@@ -170,35 +171,6 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   add_kv_event_options(*cmd, o.kv_events, o.kv_events_replay, o.kv_events_topic,
                        o.kv_events_format);
   return cmd;
-}
-
-KvEventsConfig kv_events_config(const std::string& endpoint, const std::string& replay,
-                                const std::string& topic, const std::string& format) {
-  KvEventsConfig config;
-  config.enabled = !endpoint.empty();
-  if (!config.enabled) return config;
-  config.endpoint = endpoint;
-  config.replay_endpoint = replay;
-  config.topic = topic;
-  config.format = *parse_kv_event_format(format);  // checked by the option
-  return config;
-}
-
-void add_kv_event_options(CLI::App& cmd, std::string& endpoint, std::string& replay,
-                          std::string& topic, std::string& format) {
-  cmd.add_option("--kv-events", endpoint,
-                 "Publish KV cache events for routers (vLLM's format, ZeroMQ PUB) on this "
-                 "endpoint, e.g. 'tcp://*:5557' (binds: '*', '::', ipc://, inproc://; else "
-                 "connects)");
-  cmd.add_option("--kv-events-replay", replay,
-                 "Answer replay requests (ZeroMQ ROUTER, bound) on this endpoint")
-      ->needs("--kv-events");
-  cmd.add_option("--kv-events-topic", topic,
-                 "Topic frame of every message (llm-d: kv@<host:port>@<model>)")
-      ->needs("--kv-events");
-  cmd.add_option("--kv-events-format", format, "Event layout: map (vLLM today) or array (older)")
-      ->check(CLI::IsMember({"map", "array"}))
-      ->needs("--kv-events");
 }
 
 int run_bench(const BenchOptions& options, const CliStreams& streams) {

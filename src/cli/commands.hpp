@@ -11,7 +11,6 @@
 #include <CLI/App.hpp>
 
 #include "cli.hpp"
-#include "kvscope/events/kv_events_config.hpp"
 
 namespace kvscope::cli {
 
@@ -44,15 +43,6 @@ struct BenchOptions {
   std::string kv_events_topic;
   std::string kv_events_format = "map";
 };
-
-/// RuntimeConfig::kv_events from the --kv-events* options (off when the
-/// endpoint is empty). Shared by `kvscope bench` and the serving stack.
-KvEventsConfig kv_events_config(const std::string& endpoint, const std::string& replay,
-                                const std::string& topic, const std::string& format);
-/// Registers --kv-events, --kv-events-replay, --kv-events-topic and
-/// --kv-events-format on `cmd`.
-void add_kv_event_options(CLI::App& cmd, std::string& endpoint, std::string& replay,
-                          std::string& topic, std::string& format);
 
 struct ReplayOptions {
   std::string trace;

@@ -7,6 +7,8 @@
 
 #include <msgpack.hpp>
 
+#include "events/kv_event_encoder.hpp"
+
 #include <string_view>
 
 namespace kvscope {
@@ -28,7 +30,8 @@ std::string hex(const BlockHash& h) { return fmt::format("{:016x}{:016x}", h.hig
 
 class Encoder {
  public:
-  Encoder(KvEventFormat format, KvHashEncoding hashes) : format_(format), hashes_(hashes) {}
+  Encoder(msgpack::sbuffer& buffer, KvEventFormat format, KvHashEncoding hashes)
+      : format_(format), hashes_(hashes), out_(buffer) {}
 
   void batch(const CacheEventLog& log, double ts, std::uint32_t dp_rank, KvEventCounts& counts) {
     out_.pack_array(3);
@@ -55,8 +58,6 @@ class Encoder {
     }
     out_.pack_uint32(dp_rank);
   }
-
-  std::string take() { return std::string(buffer_.data(), buffer_.size()); }
 
  private:
   void str(std::string_view s) {
@@ -182,8 +183,7 @@ class Encoder {
 
   KvEventFormat format_;
   KvHashEncoding hashes_;
-  msgpack::sbuffer buffer_;
-  msgpack::packer<msgpack::sbuffer> out_{buffer_};
+  msgpack::packer<msgpack::sbuffer> out_;
 };
 
 // ---- decoding ----
@@ -325,14 +325,28 @@ DecodedEvent decode_event(const msgpack::object& o, bool& map_events) {
 
 }  // namespace
 
+std::size_t detail::encoded_size_estimate(const CacheEventLog& log) noexcept {
+  // ~200 bytes of keys and scalars per event, 9 per uint64 hash, <= 5 per token.
+  return 64 + 200 * log.size() + 9 * log.stored_blocks() + 5 * log.stored_tokens();
+}
+
+KvEventCounts detail::encode_kv_event_batch_into(msgpack::sbuffer& out, const CacheEventLog& log,
+                                                 double ts, std::uint32_t dp_rank,
+                                                 KvEventFormat format, KvHashEncoding hashes) {
+  Encoder encoder(out, format, hashes);
+  KvEventCounts written;
+  encoder.batch(log, ts, dp_rank, written);
+  return written;
+}
+
 std::string encode_kv_event_batch(const CacheEventLog& log, double ts, std::uint32_t dp_rank,
                                   KvEventFormat format, KvHashEncoding hashes,
                                   KvEventCounts* counts) {
-  Encoder encoder(format, hashes);
-  KvEventCounts written;
-  encoder.batch(log, ts, dp_rank, written);
+  msgpack::sbuffer buffer(detail::encoded_size_estimate(log));
+  const KvEventCounts written =
+      detail::encode_kv_event_batch_into(buffer, log, ts, dp_rank, format, hashes);
   if (counts != nullptr) *counts = written;
-  return encoder.take();
+  return std::string(buffer.data(), buffer.size());
 }
 
 DecodedBatch decode_kv_event_batch(std::span<const std::byte> payload) {

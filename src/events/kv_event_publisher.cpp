@@ -3,6 +3,8 @@
 // its wire protocol by hand.
 #include "kvscope/events/kv_event_publisher.hpp"
 
+#include <cstdlib>
+
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -14,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "events/kv_event_encoder.hpp"
+
 namespace kvscope {
 
 namespace {
@@ -24,6 +28,9 @@ constexpr auto kReplayPoll = std::chrono::milliseconds(2);
 /// Replay requests answered per wake-up, so a burst of them cannot hold
 /// back live batches for long.
 constexpr int kReplaysPerWake = 16;
+
+/// ZeroMQ's deallocator for a payload msgpack::sbuffer allocated with malloc.
+void free_payload(void* data, void* /*hint*/) { std::free(data); }
 
 std::array<char, 8> big_endian(std::uint64_t value) {
   std::array<char, 8> out{};
@@ -50,7 +57,7 @@ struct KvEventPublisher::Sockets {
   zmq::context_t context{1};
   zmq::socket_t pub{context, zmq::socket_type::pub};
   std::optional<zmq::socket_t> router;
-  std::deque<std::pair<std::uint64_t, std::string>> kept;  // for replay, oldest first
+  std::deque<std::pair<std::uint64_t, zmq::message_t>> kept;  // for replay, oldest first
   std::uint64_t next_seq = 0;
 };
 
@@ -58,7 +65,8 @@ KvEventPublisher::KvEventPublisher(KvEventsConfig config)
     : config_((config.validate(), std::move(config))), sockets_(std::make_unique<Sockets>()) {
   Sockets& s = *sockets_;
   s.pub.set(zmq::sockopt::sndhwm, config_.hwm);
-  s.pub.set(zmq::sockopt::linger, 1000);
+  const int linger_ms = static_cast<int>(config_.linger.count());
+  s.pub.set(zmq::sockopt::linger, linger_ms);
   const std::string pub = config_.pub_endpoint();
   if (binds(pub)) {
     try {
@@ -76,7 +84,7 @@ KvEventPublisher::KvEventPublisher(KvEventsConfig config)
   endpoint_ = s.pub.get(zmq::sockopt::last_endpoint);
   if (const std::string router = config_.router_endpoint(); !router.empty()) {
     s.router.emplace(s.context, zmq::socket_type::router);
-    s.router->set(zmq::sockopt::linger, 1000);
+    s.router->set(zmq::sockopt::linger, linger_ms);
     try {
       s.router->bind(router);
     } catch (const zmq::error_t& e) {
@@ -151,16 +159,22 @@ void KvEventPublisher::run() {
 
 void KvEventPublisher::send(Pending& batch) {
   Sockets& s = *sockets_;
-  KvEventCounts counts;
-  std::string payload = encode_kv_event_batch(batch.log, batch.ts, config_.dp_rank, config_.format,
-                                              config_.hash_encoding, &counts);
+  // Encoded into a malloc'd buffer that ZeroMQ then owns (no copy), shared
+  // with the replay ring by reference count.
+  msgpack::sbuffer buffer(detail::encoded_size_estimate(batch.log));
+  const KvEventCounts counts = detail::encode_kv_event_batch_into(
+      buffer, batch.log, batch.ts, config_.dp_rank, config_.format, config_.hash_encoding);
+  const std::size_t size = buffer.size();
+  zmq::message_t payload(buffer.release(), size, &free_payload);
+  zmq::message_t kept;
+  if (s.router) kept.copy(payload);
   const std::uint64_t seq = s.next_seq++;
   const auto seq_bytes = big_endian(seq);
   try {
     // PUB never blocks: past the high-water mark ZeroMQ drops the message.
     s.pub.send(zmq::buffer(config_.topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     s.pub.send(zmq::buffer(seq_bytes), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-    s.pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    s.pub.send(payload, zmq::send_flags::dontwait);
   } catch (const zmq::error_t&) {
     // A PUB socket fails a send only while the context shuts down; the
     // batch stays replayable and counted.
@@ -169,10 +183,10 @@ void KvEventPublisher::send(Pending& batch) {
     std::lock_guard lock(mutex_);
     ++stats_.batches;
     stats_.events += counts;
-    stats_.bytes += payload.size();
+    stats_.bytes += size;
   }
   if (s.router) {
-    s.kept.emplace_back(seq, std::move(payload));
+    s.kept.emplace_back(seq, std::move(kept));
     if (s.kept.size() > config_.buffer_steps) s.kept.pop_front();
   }
 }
@@ -210,12 +224,14 @@ void KvEventPublisher::serve_replay() {
       s.router->send(zmq::const_buffer(), zmq::send_flags::sndmore);
     };
     try {
-      for (const auto& [seq, payload] : s.kept) {
+      for (auto& [seq, payload] : s.kept) {
         if (seq < start) continue;
         head();
         if (with_topic) s.router->send(zmq::buffer(config_.topic), zmq::send_flags::sndmore);
         s.router->send(zmq::buffer(big_endian(seq)), zmq::send_flags::sndmore);
-        s.router->send(zmq::buffer(payload), zmq::send_flags::none);
+        zmq::message_t shared;
+        shared.copy(payload);  // a reference to the kept bytes, not a copy
+        s.router->send(shared, zmq::send_flags::none);
       }
       head();
       if (with_topic) s.router->send(zmq::const_buffer(), zmq::send_flags::sndmore);

@@ -78,6 +78,8 @@ void KvEventsConfig::validate() const {
       publish_interval > std::chrono::seconds(10))
     bad("publish_interval must be 1 ms .. 10 s");
   if (dp_rank > 65'535) bad("dp_rank must be 0 .. 65,535");
+  if (linger < std::chrono::milliseconds(0) || linger > std::chrono::seconds(60))
+    bad("linger must be 0 .. 60 s");
   try {
     (void)pub_endpoint();
     (void)router_endpoint();

@@ -92,14 +92,19 @@ void RuntimeShard::drain_observations() {
   collector_.drain(levels_);
 }
 
-void RuntimeShard::arm_publication() {
-  publish_armed_ = true;
-  publish_timer_.expires_after(publish_interval_);
+void RuntimeShard::arm_publication() noexcept {
   auto publish = [this](std::error_code error) {
     publish_armed_ = false;
     if (!error) publish_events();
   };
-  publish_timer_.async_wait(std::move(publish));
+  try {
+    publish_timer_.expires_after(publish_interval_);
+    publish_timer_.async_wait(std::move(publish));
+    publish_armed_ = true;
+  } catch (...) {
+    // No memory for the timer: the operation that asked succeeded anyway;
+    // the next operation (or stop()) publishes what is recorded.
+  }
 }
 
 void RuntimeShard::publish_events() {

@@ -17,7 +17,8 @@
 // drops at its high-water mark, as ZeroMQ does). Construction binds or
 // connects the sockets: a bad endpoint or a port in use throws
 // std::invalid_argument naming the option. Destruction sends what was
-// submitted, then closes the sockets (linger 1 s at most).
+// submitted, then closes the sockets, waiting up to KvEventsConfig::linger
+// for subscribers that have not taken everything yet.
 #pragma once
 
 #include <atomic>

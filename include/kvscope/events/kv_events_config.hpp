@@ -52,6 +52,9 @@ struct KvEventsConfig {
   std::uint32_t queue_batches = 4'096;
   /// A shard publishes what it recorded at most this often; 1 ms .. 10 s.
   std::chrono::milliseconds publish_interval{10};
+  /// On shutdown, how long messages a slow subscriber has not taken yet
+  /// still wait for it (ZeroMQ's linger); 0 .. 60 s. vLLM closes with 0.
+  std::chrono::milliseconds linger{5'000};
   /// Data-parallel rank: sent in every batch; r > 0 offsets a tcp port by
   /// r (inproc endpoints get "_dp<r>"), as vLLM does. 0 .. 65,535.
   std::uint32_t dp_rank = 0;

@@ -67,7 +67,7 @@ class RuntimeShard {
   /// After every operation: with KV events on and some recorded, makes sure
   /// a publication is scheduled (one timer per publish interval). Off: a
   /// null check.
-  void after_operation() {
+  void after_operation() noexcept {
     if (event_log_ != nullptr && !publish_armed_ && !event_log_->empty()) [[unlikely]]
       arm_publication();
   }
@@ -94,7 +94,7 @@ class RuntimeShard {
   std::uint64_t operations_ = 0;
   // KV events (null when off): the cache records into event_log_; a timer
   // hands the log to the publisher at most every publish_interval_.
-  void arm_publication();
+  void arm_publication() noexcept;
   void publish_events();
   KvEventPublisher* publisher_;
   std::unique_ptr<CacheEventLog> event_log_;
