@@ -13,7 +13,10 @@ void CacheEventLog::stored_block(const BlockHash& hash, const std::optional<Bloc
     run.first_block = index;
     run.has_parent = parent.has_value();
     if (parent) run.parent = *parent;
-    if (!extras.empty()) {
+    // Only keys that reach the wire: the salt is a key of block 0 alone.
+    const bool keyed = extras.adapter_id || !extras.mm_items.empty() || extras.embeddings_digest ||
+                       (extras.salt && index == 0);
+    if (keyed) {
       run.extras = static_cast<std::uint32_t>(extras_.size());
       extras_.push_back(extras);
     }

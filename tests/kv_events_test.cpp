@@ -170,6 +170,21 @@ TEST(CacheEvents, ARequestsExtraKeysTravelWithItsRuns) {
   EXPECT_EQ(kept->salt, extras.salt);
 }
 
+TEST(CacheEvents, ASaltIsAKeyOfBlockZeroOnly) {
+  PrefixCache cache = cache_of(16);
+  CacheEventLog log;
+  cache.set_event_log(&log);
+  ExtraKeys extras;
+  extras.salt = CacheSalt::from_string("tenant-b");
+  ASSERT_TRUE(cache.allocate(Request::with_tokens(RequestId{1}, seq(8, 1), extras)).ok());
+  EXPECT_NE(log.extras(log.run(0)), nullptr);  // the run starts at block 0
+  const auto more = seq(4, 70);
+  ASSERT_TRUE(cache.append(RequestId{1}, more).ok());
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log.run(1).first_block, 2u);
+  EXPECT_EQ(log.extras(log.run(1)), nullptr);  // no key reaches blocks past 0
+}
+
 TEST(CacheEvents, NoLogNoEvents) {
   PrefixCache cache = cache_of(4);
   CacheEventLog log;

@@ -74,7 +74,8 @@ class CacheEventLog {
   // ---- the cache's side ----
   /// Block `index` of a chain was just cached with `hash`. Extends the open
   /// run when it is the run's next block, else ends it and opens a new one
-  /// (with `parent` and a copy of `extras` when not empty). `tokens` are the
+  /// (with `parent`, and a copy of `extras` when any of them is a key of
+  /// the run's blocks: the salt counts on block 0 only). `tokens` are the
   /// block's tokens (empty in hash mode).
   void stored_block(const BlockHash& hash, const std::optional<BlockHash>& parent,
                     std::span<const TokenId> tokens, std::uint32_t index, const ExtraKeys& extras);
