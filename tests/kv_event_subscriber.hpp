@@ -26,19 +26,6 @@ struct ReceivedBatch {
   DecodedBatch batch;
 };
 
-inline std::uint64_t read_big_endian(const void* data) {
-  std::uint64_t v = 0;
-  const auto* b = static_cast<const unsigned char*>(data);
-  for (int i = 0; i < 8; ++i) v = (v << 8) | b[i];
-  return v;
-}
-
-inline std::string big_endian_bytes(std::uint64_t v) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (56 - 8 * i));
-  return out;
-}
-
 class KvEventSubscriber {
  public:
   /// `with_topic`: the publisher's replay layout is KvReplayLayout::with_topic.
@@ -60,7 +47,7 @@ class KvEventSubscriber {
   std::vector<ReceivedBatch> replay(std::uint64_t start) {
     const bool with_topic = with_topic_;
     std::vector<ReceivedBatch> out;
-    const std::string seq = big_endian_bytes(start);
+    const auto seq = seq_frame(start);
     dealer_->send(zmq::const_buffer(), zmq::send_flags::sndmore);
     dealer_->send(zmq::buffer(seq), zmq::send_flags::none);
     for (;;) {
@@ -72,8 +59,8 @@ class KvEventSubscriber {
         malformed_replies++;
         break;
       }
-      const std::uint64_t got = read_big_endian(frames[seq_at].data());
-      if (got == ~std::uint64_t{0}) {
+      const std::uint64_t got = seq_of_frame(frames[seq_at].data());
+      if (got == kReplayEndSeq) {
         end_markers++;
         break;
       }
@@ -104,7 +91,7 @@ class KvEventSubscriber {
       }
       ReceivedBatch r;
       r.topic = frames[0].to_string();
-      r.seq = read_big_endian(frames[1].data());
+      r.seq = seq_of_frame(frames[1].data());
       r.payload = frames[2].to_string();
       const std::uint64_t expected = got.empty() ? first : got.back().seq + 1;
       if (r.seq < expected) continue;  // already replayed

@@ -21,13 +21,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::uint64_t read_seq(const zmq::message_t& frame) {
-  std::uint64_t v = 0;
-  const auto* b = static_cast<const unsigned char*>(frame.data());
-  for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | b[i];
-  return v;
-}
-
 std::span<const std::byte> bytes_of(const zmq::message_t& frame) {
   return {static_cast<const std::byte*>(frame.data()), frame.size()};
 }
@@ -46,8 +39,7 @@ class ReplayClient {
   /// Asks for every kept batch from `start` on and feeds those below `stop`
   /// to the checker (as replayed); returns false when the answer never came.
   bool fetch(std::uint64_t start, std::uint64_t stop, EventStreamChecker& checker) {
-    std::string seq(8, '\0');
-    for (int i = 0; i < 8; ++i) seq[i] = static_cast<char>(start >> (56 - 8 * i));
+    const auto seq = seq_frame(start);
     socket_.send(zmq::const_buffer(), zmq::send_flags::sndmore);
     socket_.send(zmq::buffer(seq), zmq::send_flags::none);
     for (;;) {
@@ -58,8 +50,8 @@ class ReplayClient {
         checker.bad_message();
         continue;
       }
-      const std::uint64_t got = read_seq(frames[frames.size() - 2]);
-      if (got == ~std::uint64_t{0}) return true;  // the end marker
+      const std::uint64_t got = seq_of_frame(frames[frames.size() - 2].data());
+      if (got == kReplayEndSeq) return true;  // the end marker
       if (got >= start && got < stop) checker.batch(got, bytes_of(frames.back()), true);
     }
   }
@@ -131,7 +123,7 @@ int run_events(const EventsOptions& o, const CliStreams& streams) {
       continue;
     }
     last_batch = Clock::now();
-    const std::uint64_t seq = read_seq(frames[1]);
+    const std::uint64_t seq = seq_of_frame(frames[1].data());
     // Catch up: from 0 on the first batch (what the publisher still keeps),
     // from the expected seq after a gap.
     const std::uint64_t from = checker.expected_seq().value_or(0);

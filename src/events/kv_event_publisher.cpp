@@ -32,19 +32,6 @@ constexpr int kReplaysPerWake = 16;
 /// ZeroMQ's deallocator for a payload msgpack::sbuffer allocated with malloc.
 void free_payload(void* data, void* /*hint*/) { std::free(data); }
 
-std::array<char, 8> big_endian(std::uint64_t value) {
-  std::array<char, 8> out{};
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(value >> (56 - 8 * i));
-  return out;
-}
-
-std::uint64_t from_big_endian(const zmq::message_t& frame) {
-  std::uint64_t value = 0;
-  const auto* bytes = static_cast<const unsigned char*>(frame.data());
-  for (std::size_t i = 0; i < 8; ++i) value = (value << 8) | bytes[i];
-  return value;
-}
-
 [[noreturn]] void bad_endpoint(const char* option, const std::string& endpoint, const char* verb,
                                const zmq::error_t& e) {
   throw std::invalid_argument(std::string("kvscope: KvEventsConfig.") + option + ": cannot " +
@@ -138,7 +125,14 @@ void KvEventPublisher::run() {
     bool stop = false;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait_for(lock, kReplayPoll, [&] { return stopping_ || !queue_.empty(); });
+      const auto ready = [&] { return stopping_ || !queue_.empty(); };
+      // With a replay socket, wake now and then to answer requests; without
+      // one there is nothing to do until a batch or stop arrives.
+      if (sockets_->router) {
+        wake_.wait_for(lock, kReplayPoll, ready);
+      } else {
+        wake_.wait(lock, ready);
+      }
       work.swap(queue_);
       stop = stopping_;
     }
@@ -169,7 +163,7 @@ void KvEventPublisher::send(Pending& batch) {
   zmq::message_t kept;
   if (s.router) kept.copy(payload);
   const std::uint64_t seq = s.next_seq++;
-  const auto seq_bytes = big_endian(seq);
+  const auto seq_bytes = seq_frame(seq);
   try {
     // PUB never blocks: past the high-water mark ZeroMQ drops the message.
     s.pub.send(zmq::buffer(config_.topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
@@ -195,7 +189,7 @@ void KvEventPublisher::serve_replay() {
   Sockets& s = *sockets_;
   if (!s.router) return;
   const bool with_topic = config_.replay_layout == KvReplayLayout::with_topic;
-  const auto end_marker = big_endian(~std::uint64_t{0});
+  const auto end_marker = seq_frame(kReplayEndSeq);
   for (int served = 0; served < kReplaysPerWake; ++served) {
     std::vector<zmq::message_t> request;
     try {
@@ -217,7 +211,7 @@ void KvEventPublisher::serve_replay() {
       std::lock_guard lock(mutex_);
       ++stats_.replay_served;
     }
-    const std::uint64_t start = from_big_endian(request[2]);
+    const std::uint64_t start = seq_of_frame(request[2].data());
     const zmq::message_t& identity = request[0];
     auto head = [&] {
       s.router->send(zmq::buffer(identity.data(), identity.size()), zmq::send_flags::sndmore);
@@ -228,7 +222,7 @@ void KvEventPublisher::serve_replay() {
         if (seq < start) continue;
         head();
         if (with_topic) s.router->send(zmq::buffer(config_.topic), zmq::send_flags::sndmore);
-        s.router->send(zmq::buffer(big_endian(seq)), zmq::send_flags::sndmore);
+        s.router->send(zmq::buffer(seq_frame(seq)), zmq::send_flags::sndmore);
         zmq::message_t shared;
         shared.copy(payload);  // a reference to the kept bytes, not a copy
         s.router->send(shared, zmq::send_flags::none);

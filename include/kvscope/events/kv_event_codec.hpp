@@ -13,6 +13,7 @@
 // Thread rules: pure functions; any thread. Cost: linear in the batch.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -45,6 +46,22 @@ std::string encode_kv_event_batch(const CacheEventLog& log, double ts, std::uint
 
 /// The engine hash kvscope publishes for a block: its low 64 bits.
 constexpr std::uint64_t engine_hash(const BlockHash& hash) noexcept { return hash.low; }
+
+/// A seq frame (and a replay request's start): 8 bytes, big-endian unsigned.
+/// The end marker of a replay is seq ~0 (0xFF x 8).
+inline constexpr std::uint64_t kReplayEndSeq = ~std::uint64_t{0};
+constexpr std::array<char, 8> seq_frame(std::uint64_t seq) noexcept {
+  std::array<char, 8> out{};
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(seq >> (56 - 8 * i));
+  return out;
+}
+/// Precondition: `frame` points at 8 bytes.
+inline std::uint64_t seq_of_frame(const void* frame) noexcept {
+  const auto* bytes = static_cast<const unsigned char*>(frame);
+  std::uint64_t seq = 0;
+  for (int i = 0; i < 8; ++i) seq = (seq << 8) | bytes[i];
+  return seq;
+}
 
 // ---- decoding (subscribers) ----
 
