@@ -61,10 +61,6 @@ class Aggregator {
   /// nothing); later snapshots report it in counters.aggregation_failures.
   void count_failed_round() noexcept { ++aggregation_failures_; }
 
-  /// Snapshots merged so far (the last one's sequence).
-  std::uint64_t sequence() const noexcept { return sequence_; }
-  const AnalyticsConfig& analytics_config() const noexcept { return analytics_.config(); }
-
  private:
   void measure_load(const std::vector<ShardReport>& reports, MergedSnapshot& out);
 
