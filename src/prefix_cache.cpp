@@ -8,6 +8,7 @@
 
 #include "detail/hash_mix.hpp"
 #include "detail/slot_table.hpp"
+#include "detail/twin_set.hpp"
 #include "eviction/arc_policy.hpp"
 #include "eviction/eviction_policy.hpp"
 #include "eviction/lfu_policy.hpp"
@@ -20,7 +21,9 @@ namespace kvscope {
 //  - ref_count = number of live request block tables holding the block;
 //  - cached <=> the block's hash is in index_ and maps to this block;
 //  - ref_count == 0 && cached   <=> the block is in the policy's evictable set;
-//  - ref_count == 0 && !cached  <=> the block is in the uncached_ free list.
+//  - ref_count == 0 && !cached  <=> the block is in the uncached_ free list;
+//  - a block in twins_ is live (ref_count > 0), not cached, and keeps in
+//    `hash` a hash another, cached block holds.
 using BlockMeta = detail::BlockSlot;
 
 // A live request. Invariants: blocks.size() == ceil(num_tokens / block_size);
@@ -110,6 +113,7 @@ PrefixCache::PrefixCache(const PrefixCacheConfig& config)
       index_(std::make_unique<detail::SlotTable>(config.num_blocks)),
       policy_(detail::make_eviction_policy(config.policy, config.num_blocks,
                                            config.s3fifo_small_ratio, blocks_.data())),
+      twins_(std::make_unique<detail::TwinSet>()),
       fingerprinter_(config.block_size, fingerprint_seed(config.hash_seed)) {
   if (config.verify_tokens) fingerprints_.assign(config.num_blocks, 0);
   // Initially every block is free and uncached, reused in id order (vLLM).
@@ -179,7 +183,7 @@ std::vector<BlockId> PrefixCache::free_queue() const {
 
 std::size_t PrefixCache::metadata_bytes() const noexcept {
   return blocks_.size() * sizeof(BlockMeta) + index_->memory_bytes() + policy_->memory_bytes() +
-         fingerprints_.size() * sizeof(std::uint64_t);
+         fingerprints_.size() * sizeof(std::uint64_t) + twins_->memory_bytes();
 }
 
 PrefixCache::RequestState* PrefixCache::find_request(RequestId id) {
@@ -327,7 +331,10 @@ template <class Policy>
     meta.cached = false;
     policy.on_evicted(BlockId{b}, meta.hash);
     ++stats_.evictions;
-    if (events_ != nullptr) [[unlikely]]
+    bool hash_lives_on = false;
+    if (!twins_->empty()) [[unlikely]]
+      hash_lives_on = promote_twin(policy, meta.hash);
+    if (events_ != nullptr && !hash_lives_on) [[unlikely]]
       events_->removed(meta.hash);
     if (reports_uncache(meta)) [[unlikely]]
       report_uncached(BlockId{b}, UncacheCause::reused);
@@ -357,7 +364,10 @@ template <class Policy>
                                                             const BlockHash& hash,
                                                             bool may_be_resident,
                                                             std::uint64_t fingerprint) {
-  if (may_be_resident && find_block(hash)) return false;
+  if (may_be_resident && find_block(hash)) [[unlikely]] {
+    keep_private(id, hash, fingerprint);
+    return false;
+  }
   BlockMeta& meta = blocks_[id.value];
   meta.hash = hash;
   meta.cached = true;
@@ -379,11 +389,43 @@ template <class Policy>
     policy.on_released(id);
   } else {  // nothing worth keeping: reuse it before any cached block
     links_.push_front(uncached_, id.value);
+    if (!twins_->empty()) [[unlikely]]
+      twins_->remove_if_present(detail::fold(meta.hash), id.value);
   }
   if (meta.watched) [[unlikely]] {
     meta.watched = meta.cached;  // an uncached block's story ends at its release
     observer_->on_block_released(id, meta.cached, event_time());
   }
+}
+
+// A live block whose hash another block holds stays out of the index (no
+// duplicates) but is remembered with its hash and fingerprint, so that it
+// can take the hash over when the holder is reclaimed: the hash stays
+// cached, as in vLLM (whose map keeps both blocks), and a KV-event
+// subscriber never sees a parent removed while a request still extends it.
+void PrefixCache::keep_private(BlockId id, const BlockHash& hash, std::uint64_t fingerprint) {
+  blocks_[id.value].hash = hash;
+  if (!fingerprints_.empty()) fingerprints_[id.value] = fingerprint;
+  twins_->add(detail::fold(hash), id.value,
+              [this](std::uint32_t b) { return detail::fold(blocks_[b].hash); });
+}
+
+// The block holding `hash` was just reclaimed: the lowest-id twin, if any,
+// becomes its holder (it is live, so it joins no free list). Returns whether
+// one did.
+template <class Policy>
+[[gnu::noinline]] bool PrefixCache::promote_twin(Policy& policy, const BlockHash& hash) {
+  const std::uint64_t key = detail::fold(hash);
+  const auto twin = twins_->lowest(key, [&](std::uint32_t b) { return blocks_[b].hash == hash; });
+  if (!twin) return false;
+  twins_->remove_if_present(key, *twin);
+  BlockMeta& meta = blocks_[*twin];
+  meta.cached = true;
+  index_->insert(key, *twin);
+  policy.on_cached(BlockId{*twin}, hash);
+  if (meta.watched) [[unlikely]]
+    observer_->on_block_cached(BlockId{*twin}, hash, event_time());
+  return true;
 }
 
 // ---------------------------------------------------------------- observer
@@ -740,6 +782,7 @@ Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrde
 Result<void> PrefixCache::reset() {
   begin_operation();
   if (num_used_blocks() > 0) return Status::blocks_in_use;
+  assert(twins_->empty() && "every twin is live");
   // Uncache in eviction order, appending behind the uncached blocks, so the
   // free queue's order is kept (vLLM).
   while (policy_->evictable_count() > 0) {
@@ -814,6 +857,13 @@ void PrefixCache::check_invariants() const {
   if (evictable != policy_->evictable_count()) fail("policy's evictable count is wrong");
   if (used + num_free_blocks() != num_blocks()) fail("free + in use != num_blocks");
   if (references != block_references_) fail("block reference count differs from the ref sum");
+  twins_->for_each([&](std::uint32_t b) {
+    const BlockMeta& meta = blocks_[b];
+    if (meta.ref_count == 0 || meta.cached)
+      fail("twin " + std::to_string(b) + " not live and private");
+    const auto holder = find_block(meta.hash);
+    if (!holder || holder->value == b) fail("twin " + std::to_string(b) + "'s hash has no holder");
+  });
 }
 
 }  // namespace kvscope

@@ -156,6 +156,41 @@ TEST(CacheEvents, AppendStoresTheBlocksItCompletes) {
   EXPECT_EQ(run_tokens(log, 0), std::vector<TokenId>(all.begin() + 4, all.begin() + 12));
 }
 
+// A block decode completes while its hash is resident stays private and is
+// not announced; when the holder is reclaimed the private twin takes the hash
+// over, so no BlockRemoved is sent and the twin's later runs name a parent
+// the subscriber still knows.
+TEST(CacheEvents, ReclaimingAHashWithALivePrivateTwinRemovesNothing) {
+  PrefixCache cache = cache_of(5);
+  CacheEventLog log;
+  cache.set_event_log(&log);
+  const auto a = seq(8, 1);  // A = blocks 0, 1; B = 0 and its twin of block 1
+  const auto h = hashes_of(a);
+  ASSERT_TRUE(cache.allocate(Request::with_tokens(RequestId{1}, a)).ok());
+  ASSERT_TRUE(cache
+                  .allocate(Request::with_tokens(RequestId{2},
+                                                 std::vector<TokenId>(a.begin(), a.begin() + 6)))
+                  .ok());
+  log.clear();
+  ASSERT_TRUE(cache.append(RequestId{2}, std::vector<TokenId>(a.begin() + 6, a.end())).ok());
+  EXPECT_TRUE(log.empty()) << "the twin of h[1] is kept private: nothing stored";
+  ASSERT_TRUE(cache.free(RequestId{1}).ok());
+  ASSERT_TRUE(cache.allocate(Request::with_tokens(RequestId{3}, seq(12, 900))).ok());
+  ASSERT_EQ(log.size(), 1u) << "h[1]'s holder was reclaimed, but the hash lives on";
+  EXPECT_EQ(log.records()[0].kind, CacheEventKind::stored);
+  ASSERT_TRUE(cache.free(RequestId{3}).ok());  // room for B's next block
+  log.clear();
+  const auto more = seq(4, 300);
+  ASSERT_TRUE(cache.append(RequestId{2}, more).ok());
+  ASSERT_EQ(log.size(), 2u);  // one of C's blocks reclaimed, then B's store
+  EXPECT_EQ(log.records()[0].kind, CacheEventKind::removed);
+  ASSERT_EQ(log.records()[1].kind, CacheEventKind::stored);
+  const StoredRun& run = log.run(log.records()[1].index);
+  ASSERT_TRUE(run.has_parent);
+  EXPECT_EQ(run.parent, h[1]);
+  EXPECT_EQ(run_hashes(log, 1), std::vector<BlockHash>{hashes_of(cat(a, more))[2]});
+}
+
 TEST(CacheEvents, ARequestsExtraKeysTravelWithItsRuns) {
   PrefixCache cache = cache_of(16);
   CacheEventLog log;

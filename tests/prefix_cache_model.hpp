@@ -73,7 +73,8 @@ class Model {
         lru_(c.policy == EvictionPolicyKind::lru),
         hasher_(c.block_size, c.hash_seed),
         ref_(n_, 0),
-        hash_(n_) {
+        hash_(n_),
+        twin_hash_(n_) {
     for (std::uint32_t b = 0; b < n_; ++b) uncached_.push_back(b);
   }
 
@@ -147,8 +148,10 @@ class Model {
           if (!legal) return evicted;
         }
         evictable_.remove(b);
-        where_.erase(*hash_[b]);
+        const BlockHash h = *hash_[b];
+        where_.erase(h);
         hash_[b].reset();
+        promote_twin(h);
         ++evicted;
       }
       ref_[b] = 1;
@@ -165,6 +168,31 @@ class Model {
     where_[h] = b;
   }
 
+  /// Live block `b` completed hash `h`, which another block holds: it stays
+  /// private, a twin that takes `h` over when the holder is reclaimed.
+  void keep_private(std::uint32_t b, const BlockHash& h) {
+    twin_hash_[b] = h;
+    twins_[h].insert(b);
+  }
+
+  /// The holder of `h` was reclaimed: the lowest-id twin becomes it.
+  void promote_twin(const BlockHash& h) {
+    const auto it = twins_.find(h);
+    if (it == twins_.end()) return;
+    const std::uint32_t b = *it->second.begin();
+    forget_twin(b);
+    cache_block(b, h);
+    ++promotions_;
+  }
+
+  void forget_twin(std::uint32_t b) {
+    if (!twin_hash_[b]) return;
+    const auto it = twins_.find(*twin_hash_[b]);
+    it->second.erase(b);
+    if (it->second.empty()) twins_.erase(it);
+    twin_hash_[b].reset();
+  }
+
   void release(std::uint32_t b, FreeResult& fr) {
     if (--ref_[b] != 0) return;
     ++fr.released_blocks;
@@ -173,10 +201,12 @@ class Model {
       evictable_.push_back(b);
     } else {
       uncached_.push_front(b);
+      forget_twin(b);
     }
   }
 
   void reset(const std::vector<std::uint32_t>& free_queue_before) {
+    EXPECT_TRUE(twins_.empty()) << "a twin outlived its request";
     uncached_.assign(free_queue_before.begin(), free_queue_before.end());
     evictable_.clear();
     where_.clear();
@@ -189,6 +219,9 @@ class Model {
   BlockHasher hasher_;
   std::vector<std::uint32_t> ref_;
   std::vector<std::optional<BlockHash>> hash_;
+  std::vector<std::optional<BlockHash>> twin_hash_;  // set while a block is a twin
+  std::unordered_map<BlockHash, std::set<std::uint32_t>> twins_;
+  std::uint64_t promotions_ = 0;
   std::unordered_map<BlockHash, std::uint32_t> where_;
   std::deque<std::uint32_t> uncached_;
   std::list<std::uint32_t> evictable_;
@@ -235,6 +268,7 @@ class RandomOps {
     } else {
       op_bad();
     }
+    cov_.twins_promoted = static_cast<int>(model_->promotions_);
     if (::testing::Test::HasFailure()) {
       ADD_FAILURE() << "stopped at step " << index << " after " << last_op_;
       return false;
@@ -257,6 +291,7 @@ class RandomOps {
     int reused = 0;
     int appended_cached = 0;
     int append_private = 0;
+    int twins_promoted = 0;
     int resets = 0;
     int reset_refused = 0;
   };
@@ -499,6 +534,7 @@ inline void RandomOps::op_append() {
     const std::uint32_t b = req.table[i];
     if (m.where(hs[i])) {  // resident elsewhere: stays private
       ++cov_.append_private;
+      m.keep_private(b, hs[i]);
       continue;
     }
     if (resident_before[i - first_completed]) {

@@ -53,7 +53,7 @@ TEST_P(RandomOpsTest, MatchTheReferenceModelAndKeepEveryInvariant) {
   if (rc.seed % 3 == 0) config.hash_seed = HashSeed{0xC0FFEEULL + rc.seed};
   config.s3fifo_small_ratio = rc.seed % 4 == 1 ? 0.25 : 0.1;
   RandomOps ops(config, choices);
-  constexpr int kOps = 3000;
+  constexpr int kOps = 8000;
   for (int step = 0; step < kOps; ++step) {
     if (!ops.step(step)) return;
     // Every so often the scheduler drains: free everything, then reset.
@@ -76,6 +76,7 @@ TEST_P(RandomOpsTest, MatchTheReferenceModelAndKeepEveryInvariant) {
   EXPECT_GT(cov.reused, 0);
   EXPECT_GT(cov.appended_cached, 0);
   EXPECT_GT(cov.append_private, 0);
+  EXPECT_GT(cov.twins_promoted, 0);
   EXPECT_GT(cov.resets, 0);
   EXPECT_GT(cov.reset_refused, 0);
   ops.drain();

@@ -730,6 +730,38 @@ TEST(PrefixCacheAppend, CompletedBlockWhoseHashIsResidentStaysPrivate) {
   EXPECT_EQ(cache.ref_count(BlockId{0}), 1u);
 }
 
+// As above, then A is freed and its blocks reclaimed: when block 1 (holder
+// of h[1]) is reused, B's private twin, block 2, takes h[1] over, so the
+// hash stays cached (vLLM keeps both blocks under one hash), and B's free
+// returns block 2 to the cached part of the queue.
+TEST(PrefixCacheAppend, APrivateTwinTakesTheHashOverWhenItsHolderIsReclaimed) {
+  PrefixCache cache(config(5, kBs));
+  const auto a = seq(8, 100);
+  const std::span<const TokenId> s(a);
+  const auto h = chain(kBs, a);
+  ASSERT_TRUE(cache.allocate(req(1, a)).ok());
+  ASSERT_TRUE(cache.allocate(req(2, std::vector<TokenId>(a.begin(), a.begin() + 6))).ok());
+  ASSERT_TRUE(cache.append(RequestId{2}, s.subspan(6, 2)).ok());
+  ASSERT_FALSE(cache.block_hash(BlockId{2}).has_value());
+  ASSERT_TRUE(cache.free(RequestId{1}).ok());  // block 1 evictable; block 0 still B's
+  EXPECT_EQ(free_ids(cache), (V{3, 4, 1}));
+
+  auto c = cache.allocate(req(3, seq(12, 900)));  // 3 new blocks: 3, 4, then block 1
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->evicted_blocks, 1u);
+  EXPECT_EQ(table_of(cache, 3), (V{3, 4, 1}));
+  EXPECT_EQ(cache.find(h[1]), BlockId{2});
+  EXPECT_EQ(cache.block_hash(BlockId{2}), h[1]);
+  EXPECT_EQ(cache.num_cached_blocks(), 5u);  // h[0], h[1] (now block 2), C's three
+  cache.check_invariants();
+  EXPECT_EQ(cache.lookup(req(9, a))->hit_blocks, 1u);  // hit cap: 7 tokens -> 1 block
+  EXPECT_EQ(cache.lookup(req(9, cat(a, seq(1, 7000))))->hit_blocks, 2u);
+
+  ASSERT_TRUE(cache.free(RequestId{2}).ok());
+  EXPECT_EQ(free_ids(cache), (V{2, 0})) << "block 2 is cached now: it joins the evictable part";
+  cache.check_invariants();
+}
+
 TEST(PrefixCacheAppend, AppendingNoTokensIsANoOp) {
   PrefixCache cache(config(4, kBs));
   ASSERT_TRUE(cache.allocate(req(1, seq(5, 1))).ok());

@@ -48,6 +48,7 @@ namespace kvscope {
 namespace detail {
 class EvictionPolicy;
 class SlotTable;
+class TwinSet;
 }  // namespace detail
 
 /// Construction parameters; validate() throws std::invalid_argument with a message.
@@ -236,7 +237,9 @@ class PrefixCache {
   /// Decode growth of a token-mode request: appends tokens, takes blocks as
   /// needed and caches blocks these tokens complete. A completed block whose
   /// hash is already resident stays private (its KV was written by this
-  /// request; no duplicate entry). All or nothing. Appending no tokens is a
+  /// request; no duplicate entry) until the resident block is reclaimed:
+  /// then it takes the hash over, so the hash stays cached (of several such
+  /// twins, the lowest block id). All or nothing. Appending no tokens is a
   /// no-op. Fails with unknown_request, request_sealed, invalid_hashes (a
   /// hash-mode request: use append_hashes), request_too_large, not_enough_blocks.
   Result<AppendResult> append(RequestId id, std::span<const TokenId> tokens);
@@ -352,6 +355,9 @@ class PrefixCache {
                    std::uint64_t fingerprint);
   template <class Policy>
   void release(Policy& policy, BlockId id);
+  void keep_private(BlockId id, const BlockHash& hash, std::uint64_t fingerprint);
+  template <class Policy>
+  bool promote_twin(Policy& policy, const BlockHash& hash);
   void begin_operation() noexcept { event_time_known_ = false; }
   Timestamp event_time() noexcept;
   std::uint64_t next_sample_gap() noexcept;
@@ -373,6 +379,9 @@ class PrefixCache {
   detail::IndexList uncached_;  // free blocks without a hash, in reuse order
   std::unique_ptr<detail::SlotTable> index_;
   std::unique_ptr<detail::EvictionPolicy> policy_;
+  // Live private blocks whose hash another block holds (keep_private), by
+  // hash: one takes the hash over when its holder is reclaimed.
+  std::unique_ptr<detail::TwinSet> twins_;
   std::unordered_map<RequestId, std::uint32_t> request_slot_;
   std::vector<RequestState> request_states_;
   std::vector<std::uint32_t> free_request_slots_;

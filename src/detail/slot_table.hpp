@@ -73,6 +73,27 @@ class SlotTable {
     --size_;
   }
 
+  /// Calls `visit(entry)` for every entry whose key mix has the same tag as
+  /// `key_mix` (the caller confirms the key), in probe order.
+  template <class Visit>
+  void for_each_candidate(std::uint64_t key_mix, Visit&& visit) const {
+    const auto tag = tag_of(key_mix);
+    for (std::uint32_t pos = tag & mask_; slots_[pos].entry_plus1 != 0; pos = (pos + 1) & mask_) {
+      if (slots_[pos].tag == tag) visit(slots_[pos].entry_plus1 - 1);
+    }
+  }
+
+  /// Calls `visit(entry)` for every entry, in slot order.
+  template <class Visit>
+  void for_each(Visit&& visit) const {
+    for (const Slot& slot : slots_) {
+      if (slot.entry_plus1 != 0) visit(slot.entry_plus1 - 1);
+    }
+  }
+
+  /// How many entries fit before insert()'s precondition breaks.
+  std::size_t max_entries() const noexcept { return slots_.size() / 4; }
+
   void clear() {
     std::fill(slots_.begin(), slots_.end(), Slot{});
     size_ = 0;
