@@ -19,6 +19,7 @@
 // Even prompts share a prefix, so they all route to one shard: the skew a
 // hot system prompt causes shows in the shard_max_share counter.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
 #include <zmq.hpp>
 
@@ -178,12 +179,22 @@ kvscope::RuntimeConfig cycle_config(std::uint32_t shards) {
 }
 
 /// The request-cycle loop behind BM_RuntimeRequestCycle and its variants.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
   const auto prompts = kvscope::bench::make_prompts();
   runtime.start();
   asio::io_context caller(1);
   CycleTally tally;
   std::uint64_t next_id = 0;
+  const double cpu_before = process_cpu_seconds();
   for (auto _ : state) {
     for (int h = 0; h < kHandlers; ++h)
       asio::co_spawn(caller, request_cycles(&runtime, &prompts, next_id + h, &tally), rethrow_if);
@@ -191,9 +202,15 @@ void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
     caller.restart();
     next_id += kHandlers * kCyclesPerHandler;
   }
+  const double cpu_seconds = process_cpu_seconds() - cpu_before;
   runtime.stop();
   const auto last = runtime.snapshot();
+  const double requests = static_cast<double>(state.iterations() * kHandlers * kCyclesPerHandler);
   state.SetItemsProcessed(state.iterations() * kHandlers * kCyclesPerHandler);
+  // CPU of every thread of the process (client, shards, and with KV events
+  // the publisher, ZeroMQ's I/O threads and the in-process subscriber) per
+  // request: a cost measure that idle wake-ups on a VM do not distort.
+  state.counters["cpu_us_per_request"] = cpu_seconds * 1e6 / requests;
   state.counters["hit_rate"] = last->global.total.hit_rate();
   state.counters["refused_share"] =
       static_cast<double>(tally.refused) / static_cast<double>(tally.admitted + tally.refused);

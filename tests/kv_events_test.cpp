@@ -451,6 +451,38 @@ TEST(KvEventPublisher, NumbersBatchesAndReplaysThemInBothLayouts) {
   }
 }
 
+// The replay ring keeps at most buffer_steps batches and buffer_bytes of
+// payload, dropping the oldest (always keeping the newest).
+TEST(KvEventPublisher, TheReplayRingIsBoundedByStepsAndBytes) {
+  // A batch of one store of 16,384 blocks: ~210 KB of payload.
+  CacheEventLog big;
+  std::vector<TokenId> tokens(kBlock, 7);
+  for (std::uint32_t i = 0; i < 16'384; ++i) {
+    big.stored_block(BlockHash::from_id(i + 1),
+                     i == 0 ? std::nullopt : std::optional(BlockHash::from_id(i)), tokens, i, {});
+  }
+  big.end_run();
+  const std::size_t batch_bytes =
+      encode_kv_event_batch(big, 1.0, 0, KvEventFormat::map, KvHashEncoding::uint64, nullptr)
+          .size();
+  ASSERT_GT(batch_bytes, 200'000u);  // so 1 MiB holds at most 5 of them
+  for (bool by_bytes : {false, true}) {
+    KvEventsConfig config = local_config(true);
+    config.buffer_steps = by_bytes ? 1'000 : 3;
+    config.buffer_bytes = std::uint64_t{1} << 20;
+    KvEventPublisher publisher(config);
+    testing_util::KvEventSubscriber subscriber(publisher.endpoint(), publisher.replay_endpoint());
+    std::vector<CacheEventLog> logs(by_bytes ? 6 : 5, big);
+    for (CacheEventLog& log : logs) ASSERT_TRUE(publisher.submit(log, 1.0));
+    publisher.flush();
+    const auto replayed = subscriber.replay(0);
+    const std::size_t expected = by_bytes ? (std::size_t{1} << 20) / batch_bytes : 3;
+    ASSERT_EQ(replayed.size(), expected) << "by bytes: " << by_bytes;
+    EXPECT_EQ(replayed.back().seq, logs.size() - 1) << "the newest batch is kept";
+    EXPECT_EQ(replayed.front().seq, logs.size() - expected);
+  }
+}
+
 TEST(KvEventPublisher, MalformedReplayRequestsAreCountedAndIgnored) {
   KvEventPublisher publisher(local_config(true));
   testing_util::KvEventSubscriber subscriber(publisher.endpoint(), publisher.replay_endpoint());

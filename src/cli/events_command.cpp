@@ -7,7 +7,9 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +22,31 @@ namespace kvscope::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+/// Set by SIGINT / SIGTERM while `kvscope events` runs: stop and report.
+volatile std::sig_atomic_t interrupted = 0;
+extern "C" void on_interrupt(int) { interrupted = 1; }
+
+/// Installs on_interrupt for SIGINT and SIGTERM for its lifetime.
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    interrupted = 0;
+    previous_int_ = std::signal(SIGINT, on_interrupt);
+    previous_term_ = std::signal(SIGTERM, on_interrupt);
+  }
+  ~InterruptGuard() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  using Handler = void (*)(int);
+  Handler previous_int_;
+  Handler previous_term_;
+};
 
 std::span<const std::byte> bytes_of(const zmq::message_t& frame) {
   return {static_cast<const std::byte*>(frame.data()), frame.size()};
@@ -85,6 +112,10 @@ int run_events(const EventsOptions& o, const CliStreams& streams) {
   sub.set(zmq::sockopt::subscribe, o.topic);
   sub.set(zmq::sockopt::rcvtimeo, 100);
   sub.set(zmq::sockopt::linger, 0);
+  // No receive limit: ZeroMQ's I/O thread takes every message off the wire
+  // as it comes, so a burst the checker is slow to decode is queued here,
+  // not lost when the publisher exits.
+  sub.set(zmq::sockopt::rcvhwm, 0);
   try {
     sub.connect(o.connect);
   } catch (const zmq::error_t& e) {
@@ -105,7 +136,9 @@ int run_events(const EventsOptions& o, const CliStreams& streams) {
   auto seconds_since = [](Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
+  const InterruptGuard interrupt_guard;  // Ctrl-C ends the watch with the report
   for (;;) {
+    if (interrupted != 0) break;
     if (o.duration_seconds > 0 && seconds_since(start) >= o.duration_seconds) break;
     if (o.idle_seconds > 0 && checker.stats().batches > 0 &&
         seconds_since(last_batch) >= o.idle_seconds)
@@ -117,7 +150,12 @@ int run_events(const EventsOptions& o, const CliStreams& streams) {
                   << std::flush;
     }
     std::vector<zmq::message_t> frames;
-    if (!zmq::recv_multipart(sub, std::back_inserter(frames))) continue;  // timed out
+    try {
+      if (!zmq::recv_multipart(sub, std::back_inserter(frames))) continue;  // timed out
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal: the loop's top decides
+      throw;
+    }
     if (frames.size() != 3 || frames[1].size() != 8) {
       checker.bad_message();
       continue;
@@ -155,7 +193,7 @@ CLI::App* add_events_command(CLI::App& app, std::function<int(const CliStreams&)
                   "The publisher's replay (ROUTER) endpoint: fills gaps and the start");
   cmd->add_option("--topic", options->topic, "Subscribe to this topic prefix (default: all)");
   cmd->add_option("--duration", options->duration_seconds,
-                  "Stop after this many seconds (0: no limit)")
+                  "Stop after this many seconds (0: no limit; Ctrl-C or SIGTERM stops and reports)")
       ->check(CLI::Range(0.0, 1e7));
   cmd->add_option("--idle", options->idle_seconds,
                   "Stop once no batch came for this many seconds after the first (0: never)")

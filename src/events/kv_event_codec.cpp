@@ -9,6 +9,9 @@
 
 #include "events/kv_event_encoder.hpp"
 
+#include <array>
+#include <cstring>
+#include <stdexcept>
 #include <string_view>
 
 namespace kvscope {
@@ -31,12 +34,13 @@ std::string hex(const BlockHash& h) { return fmt::format("{:016x}{:016x}", h.hig
 class Encoder {
  public:
   Encoder(msgpack::sbuffer& buffer, KvEventFormat format, KvHashEncoding hashes)
-      : format_(format), hashes_(hashes), out_(buffer) {}
+      : format_(format), hashes_(hashes), buffer_(buffer), out_(buffer) {}
 
   void batch(const CacheEventLog& log, double ts, std::uint32_t dp_rank, KvEventCounts& counts) {
     out_.pack_array(3);
     out_.pack_double(ts);
     out_.pack_array(static_cast<std::uint32_t>(log.size()));
+    const RemovedTemplate removed_template = removed_event_template();
     for (const CacheEventRecord& record : log.records()) {
       switch (record.kind) {
         case CacheEventKind::stored: {
@@ -47,7 +51,7 @@ class Encoder {
           break;
         }
         case CacheEventKind::removed:
-          removed(log.removed_hash(record.index));
+          removed_template.write(buffer_, log.removed_hash(record.index), hashes_);
           ++counts.removed;
           break;
         case CacheEventKind::cleared:
@@ -168,10 +172,50 @@ class Encoder {
     str(kFullAttention);
   }
 
-  void removed(const BlockHash& h) {
+  /// A BlockRemoved differs from the next only in its hash bytes (most of a
+  /// batch under eviction churn): it is packed once per batch and copied,
+  /// with the hash written over the placeholder's bytes.
+  class RemovedTemplate {
+   public:
+    RemovedTemplate(const msgpack::sbuffer& packed, std::size_t hash_at)
+        : size_(packed.size()), hash_at_(hash_at) {
+      if (size_ > bytes_.size()) throw std::logic_error("kvscope: BlockRemoved template too long");
+      std::memcpy(bytes_.data(), packed.data(), size_);
+    }
+    void write(msgpack::sbuffer& out, const BlockHash& h, KvHashEncoding encoding) const {
+      const std::size_t at = out.size();
+      out.write(bytes_.data(), size_);
+      char* hash = out.data() + at + hash_at_;
+      if (encoding == KvHashEncoding::uint64) {
+        put_big_endian(hash + 1, engine_hash(h));  // after the 0xcf marker
+      } else {
+        put_big_endian(hash + 2, h.high);  // after bin8's marker and length
+        put_big_endian(hash + 10, h.low);
+      }
+    }
+
+   private:
+    static void put_big_endian(char* at, std::uint64_t v) {
+      for (int i = 0; i < 8; ++i) at[i] = static_cast<char>(v >> (56 - 8 * i));
+    }
+    std::array<char, 96> bytes_{};
+    std::size_t size_;
+    std::size_t hash_at_;
+  };
+
+  RemovedTemplate removed_event_template() const {
+    msgpack::sbuffer packed(96);
+    Encoder encoder(packed, format_, hashes_);
+    std::size_t hash_at = 0;
+    encoder.removed(BlockHash{}, &hash_at);
+    return RemovedTemplate(packed, hash_at);
+  }
+
+  void removed(const BlockHash& h, std::size_t* hash_at) {
     open("BlockRemoved", 3);
     key("block_hashes");
     out_.pack_array(1);
+    *hash_at = buffer_.size();
     hash(h);
     key("medium");
     str(kMedium);
@@ -183,6 +227,7 @@ class Encoder {
 
   KvEventFormat format_;
   KvHashEncoding hashes_;
+  msgpack::sbuffer& buffer_;
   msgpack::packer<msgpack::sbuffer> out_;
 };
 

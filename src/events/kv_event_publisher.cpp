@@ -28,6 +28,8 @@ constexpr auto kReplayPoll = std::chrono::milliseconds(2);
 /// Replay requests answered per wake-up, so a burst of them cannot hold
 /// back live batches for long.
 constexpr int kReplaysPerWake = 16;
+/// Emptied logs kept for reuse (about one per shard is in flight at once).
+constexpr std::size_t kSpareLogs = 16;
 
 /// ZeroMQ's deallocator for a payload msgpack::sbuffer allocated with malloc.
 void free_payload(void* data, void* /*hint*/) { std::free(data); }
@@ -45,6 +47,7 @@ struct KvEventPublisher::Sockets {
   zmq::socket_t pub{context, zmq::socket_type::pub};
   std::optional<zmq::socket_t> router;
   std::deque<std::pair<std::uint64_t, zmq::message_t>> kept;  // for replay, oldest first
+  std::uint64_t kept_bytes = 0;                               // payload bytes in `kept`
   std::uint64_t next_seq = 0;
 };
 
@@ -93,6 +96,7 @@ KvEventPublisher::~KvEventPublisher() {
 
 bool KvEventPublisher::submit(CacheEventLog& log, double ts) {
   if (log.empty()) return true;
+  const std::uint32_t block_size = log.block_size();
   {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= config_.queue_batches || stopping_) {
@@ -102,8 +106,13 @@ bool KvEventPublisher::submit(CacheEventLog& log, double ts) {
     }
     queue_.push_back(Pending{std::move(log), ts});
     ++submitted_;
+    if (!spare_logs_.empty()) {
+      log = std::move(spare_logs_.back());
+      spare_logs_.pop_back();
+    }
   }
-  log.clear();  // moved from: empty vectors; reset the run state too
+  log.clear();                     // moved from or spare: empty; reset the run state too
+  log.set_block_size(block_size);  // a spare may come from another cache
   wake_.notify_one();
   return true;
 }
@@ -140,6 +149,11 @@ void KvEventPublisher::run() {
     if (!work.empty()) {
       std::lock_guard lock(mutex_);
       handled_ += work.size();
+      for (Pending& batch : work) {
+        if (spare_logs_.size() >= kSpareLogs) break;
+        batch.log.clear();
+        spare_logs_.push_back(std::move(batch.log));
+      }
       drained_.notify_all();
     }
     work.clear();
@@ -180,8 +194,13 @@ void KvEventPublisher::send(Pending& batch) {
     stats_.bytes += size;
   }
   if (s.router) {
+    s.kept_bytes += size;
     s.kept.emplace_back(seq, std::move(kept));
-    if (s.kept.size() > config_.buffer_steps) s.kept.pop_front();
+    while (s.kept.size() > 1 &&
+           (s.kept.size() > config_.buffer_steps || s.kept_bytes > config_.buffer_bytes)) {
+      s.kept_bytes -= s.kept.front().second.size();
+      s.kept.pop_front();
+    }
   }
 }
 

@@ -72,6 +72,8 @@ void KvEventsConfig::validate() const {
       bad("replay_endpoint must differ from endpoint (both '" + endpoint + "')");
   }
   if (buffer_steps < 1 || buffer_steps > 1'000'000) bad("buffer_steps must be 1 .. 1,000,000");
+  if (buffer_bytes < (std::uint64_t{1} << 20) || buffer_bytes > (std::uint64_t{64} << 30))
+    bad("buffer_bytes must be 1 MiB .. 64 GiB");
   if (hwm < 1 || hwm > 10'000'000) bad("hwm must be 1 .. 10,000,000");
   if (queue_batches < 1 || queue_batches > 1'000'000) bad("queue_batches must be 1 .. 1,000,000");
   if (publish_interval < std::chrono::milliseconds(1) ||

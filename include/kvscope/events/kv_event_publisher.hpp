@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "kvscope/cache_events.hpp"
 #include "kvscope/events/kv_event_codec.hpp"
@@ -55,7 +56,8 @@ class KvEventPublisher {
   KvEventPublisher(const KvEventPublisher&) = delete;
   KvEventPublisher& operator=(const KvEventPublisher&) = delete;
 
-  /// Queues one batch (the events of `log`, moved out; `log` is left empty)
+  /// Queues one batch (the events of `log`, moved out; `log` is left empty,
+  /// often with the capacity of a batch sent before)
   /// stamped with wall-clock `ts` seconds. An empty log is not a batch:
   /// nothing happens and true is returned. False when the queue is full
   /// (the batch is dropped and counted). Any thread; never blocks on I/O.
@@ -90,10 +92,13 @@ class KvEventPublisher {
   std::condition_variable wake_;     // work for the thread
   std::condition_variable drained_;  // the queue ran dry (flush)
   std::deque<Pending> queue_;        // guarded by mutex_
-  std::uint64_t submitted_ = 0;      // guarded by mutex_
-  std::uint64_t handled_ = 0;        // guarded by mutex_: sent or failed to send
-  bool stopping_ = false;            // guarded by mutex_
-  KvEventStats stats_;               // guarded by mutex_
+  // Sent batches' logs, emptied with their capacity kept, handed back to
+  // submitters so a shard's log does not grow from nothing every batch.
+  std::vector<CacheEventLog> spare_logs_;  // guarded by mutex_
+  std::uint64_t submitted_ = 0;            // guarded by mutex_
+  std::uint64_t handled_ = 0;              // guarded by mutex_: sent or failed to send
+  bool stopping_ = false;                  // guarded by mutex_
+  KvEventStats stats_;                     // guarded by mutex_
 
   std::thread thread_;  // last: starts once everything else exists
 };

@@ -45,6 +45,11 @@ struct KvEventsConfig {
   KvHashEncoding hash_encoding = KvHashEncoding::uint64;
   /// Batches kept for replay; 1 .. 1,000,000.
   std::uint32_t buffer_steps = 10'000;
+  /// ... and at most this many payload bytes of them (the oldest go first;
+  /// the newest batch is always kept). vLLM's steps are a few KB, but a
+  /// shard under load batches megabytes per interval: without this bound
+  /// 10,000 of them would hold gigabytes. 1 MiB .. 64 GiB.
+  std::uint64_t buffer_bytes = std::uint64_t{256} << 20;
   /// ZeroMQ send high-water mark of the PUB socket (messages); 1 .. 10,000,000.
   int hwm = 100'000;
   /// Batches waiting between the shards and the publisher thread; a shard
