@@ -24,6 +24,8 @@
 #include <zmq.hpp>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -188,6 +190,23 @@ double process_cpu_seconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
+/// CPU seconds of this process's threads whose name starts with `prefix`
+/// (the runtime names its shard threads "kvs-shard-<i>"), from the
+/// scheduler's nanosecond counters in /proc/self/task/<tid>/schedstat; 0
+/// where the kernel keeps none.
+double threads_cpu_seconds(const std::string& prefix) {
+  double total = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name) || !name.starts_with(prefix)) continue;
+    std::ifstream schedstat(task.path() / "schedstat");
+    std::uint64_t on_cpu_ns = 0;
+    if (schedstat >> on_cpu_ns) total += static_cast<double>(on_cpu_ns) * 1e-9;
+  }
+  return total;
+}
+
 void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
   const auto prompts = kvscope::bench::make_prompts();
   runtime.start();
@@ -195,6 +214,7 @@ void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
   CycleTally tally;
   std::uint64_t next_id = 0;
   const double cpu_before = process_cpu_seconds();
+  const double shard_cpu_before = threads_cpu_seconds("kvs-shard-");
   for (auto _ : state) {
     for (int h = 0; h < kHandlers; ++h)
       asio::co_spawn(caller, request_cycles(&runtime, &prompts, next_id + h, &tally), rethrow_if);
@@ -203,6 +223,7 @@ void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
     next_id += kHandlers * kCyclesPerHandler;
   }
   const double cpu_seconds = process_cpu_seconds() - cpu_before;
+  const double shard_cpu_seconds = threads_cpu_seconds("kvs-shard-") - shard_cpu_before;
   runtime.stop();
   const auto last = runtime.snapshot();
   const double requests = static_cast<double>(state.iterations() * kHandlers * kCyclesPerHandler);
@@ -211,6 +232,9 @@ void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
   // the publisher, ZeroMQ's I/O threads and the in-process subscriber) per
   // request: a cost measure that idle wake-ups on a VM do not distort.
   state.counters["cpu_us_per_request"] = cpu_seconds * 1e6 / requests;
+  // The shard threads' share: what the request path itself costs, apart
+  // from the client and (with events) the publisher and subscriber.
+  state.counters["shard_cpu_us_per_request"] = shard_cpu_seconds * 1e6 / requests;
   state.counters["hit_rate"] = last->global.total.hit_rate();
   state.counters["refused_share"] =
       static_cast<double>(tally.refused) / static_cast<double>(tally.admitted + tally.refused);

@@ -728,8 +728,7 @@ void PrefixCache::record_stored(bool cached, const Request& request,
     events_->end_run();  // kept private: its hash is resident in another block
     return;
   }
-  std::optional<BlockHash> parent;
-  if (i > 0) parent = hashes[i - 1];
+  const BlockHash* parent = i > 0 ? &hashes[i - 1] : nullptr;
   std::span<const TokenId> tokens;
   if (!request.hash_mode())
     tokens = request.tokens.subspan(std::size_t{i} * block_size(), block_size());
@@ -742,8 +741,7 @@ void PrefixCache::record_grown(bool cached, const RequestState& state, const Blo
     events_->end_run();
     return;
   }
-  std::optional<BlockHash> parent;
-  if (state.hashed_blocks > 0) parent = state.last_hash;
+  const BlockHash* parent = state.hashed_blocks > 0 ? &state.last_hash : nullptr;
   events_->stored_block(hash, parent, tokens, state.hashed_blocks, state.extras);
 }
 

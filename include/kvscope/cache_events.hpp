@@ -77,13 +77,39 @@ class CacheEventLog {
   /// (with `parent`, and a copy of `extras` when any of them is a key of
   /// the run's blocks: the salt counts on block 0 only). `tokens` are the
   /// block's tokens (empty in hash mode).
+  /// `parent` null: the block starts the chain. Inline: the cache calls it
+  /// for every block it caches.
+  void stored_block(const BlockHash& hash, const BlockHash* parent, std::span<const TokenId> tokens,
+                    std::uint32_t index, const ExtraKeys& extras) {
+    if (!open_ || index != next_index_) [[unlikely]]
+      open_run(parent, index, extras);
+    StoredRun& run = runs_.back();
+    hashes_.push_back(hash);
+    ++run.block_count;
+    tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+    run.token_count += static_cast<std::uint32_t>(tokens.size());
+    next_index_ = index + 1;
+  }
   void stored_block(const BlockHash& hash, const std::optional<BlockHash>& parent,
-                    std::span<const TokenId> tokens, std::uint32_t index, const ExtraKeys& extras);
+                    std::span<const TokenId> tokens, std::uint32_t index, const ExtraKeys& extras) {
+    stored_block(hash, parent ? &*parent : nullptr, tokens, index, extras);
+  }
   /// The next block of the chain was not cached here (or the operation is
   /// over): the open run, if any, ends and its record is added - after any
   /// removal the same operation made, as vLLM orders them.
-  void end_run();
-  void removed(const BlockHash& hash);
+  void end_run() {
+    if (!open_) return;
+    open_ = false;
+    records_.push_back({CacheEventKind::stored, static_cast<std::uint32_t>(runs_.size() - 1)});
+  }
+  /// A removal does not end the open run: allocate() may reclaim a cached
+  /// block for each new block of a run, and vLLM announces those evictions
+  /// first and then the request's new blocks as one store (the run's record
+  /// is added when it ends).
+  void removed(const BlockHash& hash) {
+    records_.push_back({CacheEventKind::removed, static_cast<std::uint32_t>(removed_.size())});
+    removed_.push_back(hash);
+  }
   void cleared();
 
   // ---- the reader's side ----
@@ -93,6 +119,12 @@ class CacheEventLog {
   /// Blocks in all stored runs, and their tokens.
   std::size_t stored_blocks() const noexcept { return hashes_.size(); }
   std::size_t stored_tokens() const noexcept { return tokens_.size(); }
+  /// Bytes the recorded events take in the log's arrays (not capacity).
+  std::size_t bytes() const noexcept {
+    return records_.size() * sizeof(CacheEventRecord) + runs_.size() * sizeof(StoredRun) +
+           (hashes_.size() + removed_.size()) * sizeof(BlockHash) +
+           tokens_.size() * sizeof(TokenId);
+  }
   std::span<const CacheEventRecord> records() const noexcept { return records_; }
   const StoredRun& run(std::uint32_t i) const { return runs_[i]; }
   std::span<const BlockHash> hashes(const StoredRun& run) const noexcept {
@@ -109,6 +141,8 @@ class CacheEventLog {
   void clear() noexcept;
 
  private:
+  void open_run(const BlockHash* parent, std::uint32_t index, const ExtraKeys& extras);
+
   std::uint32_t block_size_;
   std::vector<CacheEventRecord> records_;
   std::vector<StoredRun> runs_;

@@ -10,10 +10,6 @@ namespace kvscope::cli {
 
 namespace {
 
-std::pair<std::string, std::int64_t> scope_of(const DecodedEvent& e) {
-  return {e.medium.value_or(""), e.group_idx.value_or(0)};
-}
-
 std::uint64_t to_ns(double seconds) {
   return seconds <= 0 ? 0 : static_cast<std::uint64_t>(std::llround(seconds * 1e9));
 }
@@ -42,7 +38,7 @@ void EventStreamChecker::batch(std::uint64_t seq, std::span<const std::byte> pay
   stats_.bytes += payload.size();
   DecodedBatch decoded;
   try {
-    decoded = decode_kv_event_batch(payload);
+    decoded = decode_kv_event_batch(payload, KvDecodeOptions{.token_ids = false});
   } catch (const KvDecodeError&) {
     ++stats_.bad_payloads;
     return;
@@ -50,12 +46,24 @@ void EventStreamChecker::batch(std::uint64_t seq, std::span<const std::byte> pay
   for (const DecodedEvent& e : decoded.events) apply(e, decoded.ts);
 }
 
+// Events nearly always name the scope of the one before: compare, do not
+// look up.
+EventStreamChecker::Blocks& EventStreamChecker::blocks_of(const DecodedEvent& e) {
+  const std::string_view medium = e.medium ? std::string_view(*e.medium) : std::string_view();
+  const std::int64_t group = e.group_idx.value_or(0);
+  if (last_blocks_ == nullptr || last_scope_.first != medium || last_scope_.second != group) {
+    last_scope_ = Scope(std::string(medium), group);
+    last_blocks_ = &cached_.try_emplace(last_scope_, &pool_).first->second;
+  }
+  return *last_blocks_;
+}
+
 void EventStreamChecker::apply(const DecodedEvent& e, double ts) {
   switch (e.kind) {
     case DecodedEvent::Kind::stored: {
       ++stats_.events.stored;
       stats_.events.blocks_stored += e.block_hashes.size();
-      Blocks& blocks = cached_[scope_of(e)];
+      Blocks& blocks = blocks_of(e);
       if (e.parent_block_hash && !blocks.contains(*e.parent_block_hash)) ++stats_.parent_not_seen;
       for (const WireHash& h : e.block_hashes)
         if (!blocks.emplace(h, ts).second) ++stats_.duplicate_stores;
@@ -63,7 +71,7 @@ void EventStreamChecker::apply(const DecodedEvent& e, double ts) {
     }
     case DecodedEvent::Kind::removed: {
       ++stats_.events.removed;
-      Blocks& blocks = cached_[scope_of(e)];
+      Blocks& blocks = blocks_of(e);
       for (const WireHash& h : e.block_hashes) {
         ++stats_.blocks_removed;
         const auto it = blocks.find(h);
@@ -79,6 +87,7 @@ void EventStreamChecker::apply(const DecodedEvent& e, double ts) {
     case DecodedEvent::Kind::cleared:
       ++stats_.events.cleared;
       cached_.clear();
+      last_blocks_ = nullptr;
       break;
     case DecodedEvent::Kind::unknown: ++stats_.unknown_events; break;
   }

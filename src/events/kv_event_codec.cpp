@@ -239,9 +239,13 @@ class Encoder {
 
 bool is_nil(const msgpack::object& o) { return o.type == msgpack::type::NIL; }
 
-std::string as_string(const msgpack::object& o, const char* what) {
+std::string_view as_view(const msgpack::object& o, const char* what) {
   if (o.type != msgpack::type::STR) malformed(fmt::format("{} is not a string", what));
-  return std::string(o.via.str.ptr, o.via.str.size);
+  return std::string_view(o.via.str.ptr, o.via.str.size);
+}
+
+std::string as_string(const msgpack::object& o, const char* what) {
+  return std::string(as_view(o, what));
 }
 
 std::int64_t as_int(const msgpack::object& o, const char* what) {
@@ -287,13 +291,16 @@ std::vector<WireHash> as_hashes(const msgpack::object& o) {
 
 /// Fills one field of `e` from its name; unknown names are ignored
 /// (forward compatibility).
-void set_field(DecodedEvent& e, std::string_view name, const msgpack::object& v) {
+void set_field(DecodedEvent& e, std::string_view name, const msgpack::object& v,
+               const KvDecodeOptions& options) {
   if (name == "block_hashes") {
     e.block_hashes = as_hashes(v);
   } else if (name == "parent_block_hash") {
     if (!is_nil(v)) e.parent_block_hash = as_hash(v);
   } else if (name == "token_ids") {
     if (v.type != msgpack::type::ARRAY) malformed("token_ids is not an array");
+    e.token_count = v.via.array.size;
+    if (!options.token_ids) return;
     for (std::uint32_t i = 0; i < v.via.array.size; ++i)
       e.token_ids.push_back(static_cast<std::uint32_t>(as_int(v.via.array.ptr[i], "a token id")));
   } else if (name == "block_size") {
@@ -337,13 +344,14 @@ constexpr std::string_view kStoredFields[] = {"block_hashes",
                                               "kv_cache_spec_sliding_window"};
 constexpr std::string_view kRemovedFields[] = {"block_hashes", "medium", "group_idx"};
 
-DecodedEvent decode_event(const msgpack::object& o, bool& map_events) {
+DecodedEvent decode_event(const msgpack::object& o, bool& map_events,
+                          const KvDecodeOptions& options) {
   DecodedEvent e;
   if (o.type == msgpack::type::MAP) {
     map_events = true;
     const auto& m = o.via.map;
     for (std::uint32_t i = 0; i < m.size; ++i) {
-      const std::string name = as_string(m.ptr[i].key, "an event's key");
+      const std::string_view name = as_view(m.ptr[i].key, "an event's key");
       if (name == "type") {
         e.type = as_string(m.ptr[i].val, "type");
         e.kind = kind_of(e.type);
@@ -352,7 +360,7 @@ DecodedEvent decode_event(const msgpack::object& o, bool& map_events) {
     if (e.type.empty()) malformed("an event map has no \"type\"");
     if (e.kind == DecodedEvent::Kind::unknown) return e;
     for (std::uint32_t i = 0; i < m.size; ++i)
-      set_field(e, as_string(m.ptr[i].key, "an event's key"), m.ptr[i].val);
+      set_field(e, as_view(m.ptr[i].key, "an event's key"), m.ptr[i].val, options);
     return e;
   }
   if (o.type != msgpack::type::ARRAY || o.via.array.size == 0)
@@ -364,7 +372,7 @@ DecodedEvent decode_event(const msgpack::object& o, bool& map_events) {
   if (e.kind == DecodedEvent::Kind::stored) fields = kStoredFields;
   if (e.kind == DecodedEvent::Kind::removed) fields = kRemovedFields;
   for (std::uint32_t i = 1; i < a.size && i - 1 < fields.size(); ++i)
-    set_field(e, fields[i - 1], a.ptr[i]);
+    set_field(e, fields[i - 1], a.ptr[i], options);
   return e;
 }
 
@@ -394,7 +402,8 @@ std::string encode_kv_event_batch(const CacheEventLog& log, double ts, std::uint
   return std::string(buffer.data(), buffer.size());
 }
 
-DecodedBatch decode_kv_event_batch(std::span<const std::byte> payload) {
+DecodedBatch decode_kv_event_batch(std::span<const std::byte> payload,
+                                   const KvDecodeOptions& options) {
   msgpack::object_handle handle;
   try {
     handle = msgpack::unpack(reinterpret_cast<const char*>(payload.data()), payload.size());
@@ -431,7 +440,7 @@ DecodedBatch decode_kv_event_batch(std::span<const std::byte> payload) {
   }
   if (events->type != msgpack::type::ARRAY) malformed("events is not an array");
   for (std::uint32_t i = 0; i < events->via.array.size; ++i)
-    batch.events.push_back(decode_event(events->via.array.ptr[i], batch.map_events));
+    batch.events.push_back(decode_event(events->via.array.ptr[i], batch.map_events, options));
   if (rank != nullptr) batch.dp_rank = as_optional_int(*rank, "dp_rank");
   return batch;
 }

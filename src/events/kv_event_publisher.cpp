@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "detail/thread_name.hpp"
 #include "events/kv_event_encoder.hpp"
 
 namespace kvscope {
@@ -83,6 +84,7 @@ KvEventPublisher::KvEventPublisher(KvEventsConfig config)
     replay_endpoint_ = s.router->get(zmq::sockopt::last_endpoint);
   }
   thread_ = std::thread([this] { run(); });
+  detail::name_thread(thread_, "kvs-events");
 }
 
 KvEventPublisher::~KvEventPublisher() {

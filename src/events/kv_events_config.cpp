@@ -79,6 +79,7 @@ void KvEventsConfig::validate() const {
   if (publish_interval < std::chrono::milliseconds(1) ||
       publish_interval > std::chrono::seconds(10))
     bad("publish_interval must be 1 ms .. 10 s");
+  if (batch_bytes < 4 * 1024 || batch_bytes > (1u << 30)) bad("batch_bytes must be 4 KiB .. 1 GiB");
   if (dp_rank > 65'535) bad("dp_rank must be 0 .. 65,535");
   if (linger < std::chrono::milliseconds(0) || linger > std::chrono::seconds(60))
     bad("linger must be 0 .. 60 s");

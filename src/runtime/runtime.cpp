@@ -19,6 +19,7 @@
 #include <string>
 
 #include "detail/hash_mix.hpp"
+#include "detail/thread_name.hpp"
 
 namespace kvscope {
 
@@ -120,6 +121,8 @@ Runtime::Runtime(RuntimeConfig config)
   }
   control_thread_ = std::thread([this] { control_.run(); });
   notifier_thread_ = std::thread([this] { notifier_.run(); });
+  detail::name_thread(control_thread_, "kvs-control");
+  detail::name_thread(notifier_thread_, "kvs-notify");
 }
 
 Runtime::~Runtime() {

@@ -6,7 +6,10 @@
 #include <asio/post.hpp>
 
 #include <cerrno>
+#include <string>
 #include <system_error>
+
+#include "detail/thread_name.hpp"
 
 namespace kvscope::detail {
 
@@ -51,8 +54,10 @@ RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
       publisher_(events),
       event_log_(events != nullptr ? std::make_unique<CacheEventLog>(cache.block_size) : nullptr),
       publish_interval_(publish_interval),
+      batch_bytes_(events != nullptr ? events->config().batch_bytes : SIZE_MAX),
       thread_([this] { run_shard(io_); }) {
   if (event_log_) cache_.set_event_log(event_log_.get());
+  name_thread(thread_, "kvs-shard-" + std::to_string(index));
   if (cpu) {
     try {
       pin_to_cpu(thread_, *cpu);

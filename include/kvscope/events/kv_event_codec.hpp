@@ -81,7 +81,8 @@ struct DecodedEvent {
   std::string type;  ///< the type name as sent
   std::vector<WireHash> block_hashes;
   std::optional<WireHash> parent_block_hash;
-  std::vector<std::uint32_t> token_ids;
+  std::vector<std::uint32_t> token_ids;  ///< empty unless KvDecodeOptions::token_ids
+  std::size_t token_count = 0;           ///< entries in token_ids as sent
   std::uint32_t block_size = 0;
   std::optional<std::int64_t> lora_id;
   std::optional<std::string> medium;
@@ -106,10 +107,17 @@ class KvDecodeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+struct KvDecodeOptions {
+  /// Convert every token id (false: token_ids stays empty and its entries
+  /// go unchecked; token_count is still set - a stream checker's choice).
+  bool token_ids = true;
+};
+
 /// Decodes a batch in either event format, with integer or bin hashes; also
 /// accepts a batch sent as a map {"ts", "events", "data_parallel_rank"}.
 /// Events of an unknown type come back with Kind::unknown. Throws
 /// KvDecodeError on anything else malformed.
-DecodedBatch decode_kv_event_batch(std::span<const std::byte> payload);
+DecodedBatch decode_kv_event_batch(std::span<const std::byte> payload,
+                                   const KvDecodeOptions& options = {});
 
 }  // namespace kvscope

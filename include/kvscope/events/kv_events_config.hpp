@@ -57,6 +57,12 @@ struct KvEventsConfig {
   std::uint32_t queue_batches = 4'096;
   /// A shard publishes what it recorded at most this often; 1 ms .. 10 s.
   std::chrono::milliseconds publish_interval{10};
+  /// ... or as soon as its log holds this many bytes (CacheEventLog::bytes),
+  /// so that a batch is still in the caches when the publisher encodes it:
+  /// with 10 ms batches of a loaded shard (megabytes) both recording and
+  /// encoding ran at memory speed (docs/performance.md, "KV events").
+  /// 4 KiB .. 1 GiB; the maximum leaves the interval alone to decide.
+  std::uint32_t batch_bytes = 256 * 1024;
   /// On shutdown, how long messages a slow subscriber has not taken yet
   /// still wait for it (ZeroMQ's linger); 0 .. 60 s. vLLM closes with 0.
   std::chrono::milliseconds linger{5'000};

@@ -64,12 +64,17 @@ class RuntimeShard {
   bool accepting() const noexcept { return accepting_; }
   void set_accepting(bool accepting) noexcept { accepting_ = accepting; }
   void count_operation() noexcept { ++operations_; }
-  /// After every operation: with KV events on and some recorded, makes sure
-  /// a publication is scheduled (one timer per publish interval). Off: a
-  /// null check.
+  /// After every operation: with KV events on and some recorded, hands the
+  /// log over once it holds batch_bytes, else makes sure a publication is
+  /// scheduled (one timer per publish interval). Off: a null check.
   void after_operation() noexcept {
-    if (event_log_ != nullptr && !publish_armed_ && !event_log_->empty()) [[unlikely]]
+    if (event_log_ == nullptr) [[likely]]
+      return;
+    if (event_log_->bytes() >= batch_bytes_) {
+      publish_events();  // the armed timer, if any, finds less or nothing
+    } else if (!publish_armed_ && !event_log_->empty()) {
       arm_publication();
+    }
   }
   /// Hands the recorded KV events to the publisher now (stop(): nothing
   /// stays behind).
@@ -93,12 +98,14 @@ class RuntimeShard {
   bool accepting_ = false;
   std::uint64_t operations_ = 0;
   // KV events (null when off): the cache records into event_log_; a timer
-  // hands the log to the publisher at most every publish_interval_.
+  // hands the log to the publisher at most every publish_interval_, or an
+  // operation does once the log holds batch_bytes_.
   void arm_publication() noexcept;
   void publish_events();
   KvEventPublisher* publisher_;
   std::unique_ptr<CacheEventLog> event_log_;
   std::chrono::milliseconds publish_interval_;
+  std::size_t batch_bytes_;
   asio::steady_timer publish_timer_{io_};
   bool publish_armed_ = false;
   std::thread thread_;  // last: starts once everything else exists
