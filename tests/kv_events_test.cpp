@@ -548,6 +548,12 @@ TEST(KvEventPublisher, BadConfigurationNamesTheOption) {
   config = local_config(false);
   config.hwm = 0;
   EXPECT_NE(message_of(config).find("KvEventsConfig.hwm"), std::string::npos);
+  config = local_config(false);
+  config.batch_bytes = 100;
+  EXPECT_NE(message_of(config).find("KvEventsConfig.batch_bytes"), std::string::npos);
+  config = local_config(false);
+  config.buffer_bytes = 0;
+  EXPECT_NE(message_of(config).find("KvEventsConfig.buffer_bytes"), std::string::npos);
 }
 
 TEST(KvEventsConfig, BindsLikeVllmAndOffsetsPortsByRank) {
