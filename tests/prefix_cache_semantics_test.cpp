@@ -704,17 +704,23 @@ TEST(PrefixCacheAppend, BlocksCompletedByDecodeAreHitByLaterRequests) {
 
 // A = 8 tokens -> [0,1] cached, live. B = A's first 6 tokens: hits block 0
 // (cap 5 -> 1 block), new partial block 2. Appending A's tokens 6,7 to B
-// completes a block whose hash A's block 1 already holds: it stays private
-// (uncached); when B is freed it goes to the front of the uncached part.
-TEST(PrefixCacheAppend, CompletedBlockWhoseHashIsResidentStaysPrivate) {
-  PrefixCache cache(config(5, kBs));
-  const auto a = seq(8, 100);
-  const std::span<const TokenId> s(a);
-  const auto h = chain(kBs, a);
-  ASSERT_TRUE(cache.allocate(req(1, a)).ok());
-  ASSERT_TRUE(cache.allocate(req(2, std::vector<TokenId>(a.begin(), a.begin() + 6))).ok());
-  ASSERT_EQ(table_of(cache, 2), (V{0, 2}));
+// completes a block whose hash A's block 1 already holds.
+class PrivateTwin : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cache.allocate(req(1, a)).ok());
+    ASSERT_TRUE(cache.allocate(req(2, std::vector<TokenId>(a.begin(), a.begin() + 6))).ok());
+    ASSERT_EQ(table_of(cache, 2), (V{0, 2}));
+  }
+  PrefixCache cache{config(5, kBs)};
+  const std::vector<TokenId> a = seq(8, 100);
+  const std::span<const TokenId> s{a};
+  const std::vector<BlockHash> h = chain(kBs, a);
+};
 
+// The completed block stays private (uncached); when B is freed it goes to
+// the front of the uncached part.
+TEST_F(PrivateTwin, CompletedBlockWhoseHashIsResidentStaysPrivate) {
   auto r = cache.append(RequestId{2}, s.subspan(6, 2));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->cached_blocks, 0u);
@@ -730,17 +736,11 @@ TEST(PrefixCacheAppend, CompletedBlockWhoseHashIsResidentStaysPrivate) {
   EXPECT_EQ(cache.ref_count(BlockId{0}), 1u);
 }
 
-// As above, then A is freed and its blocks reclaimed: when block 1 (holder
-// of h[1]) is reused, B's private twin, block 2, takes h[1] over, so the
-// hash stays cached (vLLM keeps both blocks under one hash), and B's free
-// returns block 2 to the cached part of the queue.
-TEST(PrefixCacheAppend, APrivateTwinTakesTheHashOverWhenItsHolderIsReclaimed) {
-  PrefixCache cache(config(5, kBs));
-  const auto a = seq(8, 100);
-  const std::span<const TokenId> s(a);
-  const auto h = chain(kBs, a);
-  ASSERT_TRUE(cache.allocate(req(1, a)).ok());
-  ASSERT_TRUE(cache.allocate(req(2, std::vector<TokenId>(a.begin(), a.begin() + 6))).ok());
+// Then A is freed and its blocks reclaimed: when block 1 (holder of h[1])
+// is reused, B's private twin, block 2, takes h[1] over, so the hash stays
+// cached (vLLM keeps both blocks under one hash), and B's free returns
+// block 2 to the cached part of the queue.
+TEST_F(PrivateTwin, TakesTheHashOverWhenItsHolderIsReclaimed) {
   ASSERT_TRUE(cache.append(RequestId{2}, s.subspan(6, 2)).ok());
   ASSERT_FALSE(cache.block_hash(BlockId{2}).has_value());
   ASSERT_TRUE(cache.free(RequestId{1}).ok());  // block 1 evictable; block 0 still B's
