@@ -106,7 +106,9 @@ bool KvEventPublisher::submit(CacheEventLog& log, double ts) {
       log.clear();
       return false;
     }
-    queue_.push_back(Pending{std::move(log), ts});
+    queue_.emplace_back();  // may throw bad_alloc: `log` is untouched then
+    queue_.back().log = std::move(log);
+    queue_.back().ts = ts;
     ++submitted_;
     if (!spare_logs_.empty()) {
       log = std::move(spare_logs_.back());

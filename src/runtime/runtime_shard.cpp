@@ -97,6 +97,23 @@ void RuntimeShard::drain_observations() {
   collector_.drain(levels_);
 }
 
+// Out of line: after_operation() is inlined into every hop, and a bigger
+// body there changed g++'s inlining in users' code enough to raise a
+// -Wmaybe-uninitialized false positive (tests/consumer at -O3).
+void RuntimeShard::schedule_publication() noexcept {
+  if (event_log_->bytes() >= batch_bytes_) {
+    try {
+      publish_events();  // the armed timer, if any, finds less or nothing
+      return;
+    } catch (...) {
+      // No memory to queue the batch: the timer's publication tries again.
+    }
+  }
+  if (!publish_armed_ && !event_log_->empty()) {
+    arm_publication();
+  }
+}
+
 void RuntimeShard::arm_publication() noexcept {
   auto publish = [this](std::error_code error) {
     publish_armed_ = false;

@@ -68,13 +68,8 @@ class RuntimeShard {
   /// log over once it holds batch_bytes, else makes sure a publication is
   /// scheduled (one timer per publish interval). Off: a null check.
   void after_operation() noexcept {
-    if (event_log_ == nullptr) [[likely]]
-      return;
-    if (event_log_->bytes() >= batch_bytes_) {
-      publish_events();  // the armed timer, if any, finds less or nothing
-    } else if (!publish_armed_ && !event_log_->empty()) {
-      arm_publication();
-    }
+    if (event_log_ != nullptr) [[unlikely]]
+      schedule_publication();
   }
   /// Hands the recorded KV events to the publisher now (stop(): nothing
   /// stays behind).
@@ -100,6 +95,7 @@ class RuntimeShard {
   // KV events (null when off): the cache records into event_log_; a timer
   // hands the log to the publisher at most every publish_interval_, or an
   // operation does once the log holds batch_bytes_.
+  void schedule_publication() noexcept;
   void arm_publication() noexcept;
   void publish_events();
   KvEventPublisher* publisher_;
