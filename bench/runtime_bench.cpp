@@ -180,7 +180,7 @@ kvscope::RuntimeConfig cycle_config(std::uint32_t shards) {
   return config;
 }
 
-/// The request-cycle loop behind BM_RuntimeRequestCycle and its variants.
+/// CPU seconds of every thread of this process (user + system).
 double process_cpu_seconds() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -207,6 +207,7 @@ double threads_cpu_seconds(const std::string& prefix) {
   return total;
 }
 
+/// The request-cycle loop behind BM_RuntimeRequestCycle and its variants.
 void run_request_cycles(benchmark::State& state, kvscope::Runtime& runtime) {
   const auto prompts = kvscope::bench::make_prompts();
   runtime.start();

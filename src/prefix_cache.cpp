@@ -187,13 +187,13 @@ std::size_t PrefixCache::metadata_bytes() const noexcept {
 }
 
 PrefixCache::RequestState* PrefixCache::find_request(RequestId id) {
-  const auto it = request_slot_.find(id);
-  return it == request_slot_.end() ? nullptr : &request_states_[it->second];
+  const auto slot = request_slot_.find(id.value);
+  return slot ? &request_states_[*slot] : nullptr;
 }
 
 const PrefixCache::RequestState* PrefixCache::find_request(RequestId id) const {
-  const auto it = request_slot_.find(id);
-  return it == request_slot_.end() ? nullptr : &request_states_[it->second];
+  const auto slot = request_slot_.find(id.value);
+  return slot ? &request_states_[*slot] : nullptr;
 }
 
 // Calls fn with the concrete policy, so the per-block calls inside inline.
@@ -496,7 +496,7 @@ Result<AllocateResult> PrefixCache::allocate(const Request& request) {
 template <class Policy>
 Result<AllocateResult> PrefixCache::allocate_with(Policy& policy, const Request& request) {
   if (const auto shape = validate_shape(request); !shape) return shape.status();
-  if (request_slot_.contains(request.id)) return Status::duplicate_request;
+  if (request_slot_.find(request.id.value)) return Status::duplicate_request;
 
   const std::span<const BlockHash> hashes = request_hashes(request);
   const std::span<const BlockHash> fingerprints = request_fingerprints(request);
@@ -603,7 +603,7 @@ PrefixCache::RequestState& PrefixCache::open_request(const Request& request,
                          request.tokens.end());
     state.extras = request.extras;
   }
-  request_slot_.emplace(request.id, slot);
+  request_slot_.insert_or_assign(request.id.value, slot);
   return state;
 }
 
@@ -754,9 +754,9 @@ Result<FreeResult> PrefixCache::free(RequestId id, FreeOrder order) {
 
 template <class Policy>
 Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrder order) {
-  const auto it = request_slot_.find(id);
-  if (it == request_slot_.end()) return Status::unknown_request;
-  RequestState& state = request_states_[it->second];
+  const auto slot = request_slot_.find(id.value);
+  if (!slot) return Status::unknown_request;
+  RequestState& state = request_states_[*slot];
   FreeResult result;
   const auto release_one = [&](BlockId block) {
     release(policy, block);
@@ -772,8 +772,8 @@ Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrde
   }
   block_references_ -= state.blocks.size();
   state.blocks.clear();  // keeps capacity for the slot's next request
-  free_request_slots_.push_back(it->second);
-  request_slot_.erase(it);
+  free_request_slots_.push_back(*slot);
+  request_slot_.erase(id.value);
   return result;
 }
 
@@ -805,9 +805,15 @@ void PrefixCache::check_invariants() const {
     throw std::logic_error("kvscope: PrefixCache invariant broken: " + what);
   };
   std::vector<std::uint32_t> holders(num_blocks(), 0);
-  for (const auto& [id, slot] : request_slot_) {
+  std::vector<bool> free_slot(request_states_.size(), false);
+  for (const std::uint32_t slot : free_request_slots_) free_slot.at(slot) = true;
+  std::size_t live = 0;
+  for (std::uint32_t slot = 0; slot < request_states_.size(); ++slot) {
+    if (free_slot[slot]) continue;
+    ++live;
     const RequestState& state = request_states_[slot];
-    if (state.id != id) fail("request slot holds another id");
+    const RequestId id = state.id;
+    if (request_slot_.find(id.value) != slot) fail("request slot holds another id");
     if (state.blocks.size() != blocks_for(state.num_tokens, block_size())) {
       fail("request " + std::to_string(id.value) + " has a block table of the wrong length");
     }
@@ -819,6 +825,7 @@ void PrefixCache::check_invariants() const {
     }
     for (const BlockId b : state.blocks) ++holders.at(b.value);
   }
+  if (live != request_slot_.size()) fail("live request count differs from the id index");
   std::vector<bool> in_ring(num_blocks(), false);
   std::uint32_t listed = 0;
   for (std::uint32_t b = uncached_.head; b != detail::kNil && listed <= num_blocks();

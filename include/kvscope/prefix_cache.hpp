@@ -38,6 +38,7 @@
 #include "kvscope/cache_events.hpp"
 #include "kvscope/clock.hpp"
 #include "kvscope/detail/block_slot.hpp"
+#include "kvscope/detail/flat_index.hpp"
 #include "kvscope/eviction_policy.hpp"
 #include "kvscope/prefix_cache_stats.hpp"
 #include "kvscope/result.hpp"
@@ -382,7 +383,9 @@ class PrefixCache {
   // Live private blocks whose hash another block holds (keep_private), by
   // hash: one takes the hash over when its holder is reclaimed.
   std::unique_ptr<detail::TwinSet> twins_;
-  std::unordered_map<RequestId, std::uint32_t> request_slot_;
+  // Live request id -> its slot in request_states_ (open addressing: no
+  // allocation per request once it has grown to the peak of live requests).
+  detail::FlatIndex request_slot_;
   std::vector<RequestState> request_states_;
   std::vector<std::uint32_t> free_request_slots_;
   std::vector<BlockHash> scratch_hashes_;

@@ -1,0 +1,116 @@
+// Heap allocations in the steady state, counted by a replaced global
+// operator new (this test is its own executable so the counting touches
+// nothing else). After warm-up - pools, tables and scratch vectors grown to
+// the workload's peak - a request cycle must not allocate: a malloc per
+// request costs time and, under many threads, contention.
+//
+// Covered: the bare core (allocate + append + free, every policy, token and
+// hash mode). The runtime's hops still allocate (issue 20).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "kvscope/block_hasher.hpp"
+#include "kvscope/prefix_cache.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+std::atomic<std::uint64_t> allocations{0};
+
+void* counted_allocation(std::size_t size) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+
+}  // namespace
+
+void* operator new(std::size_t size) { return counted_allocation(size); }
+void* operator new[](std::size_t size) { return counted_allocation(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+namespace kvscope {
+namespace {
+
+constexpr std::uint32_t kBlockSize = 16;
+constexpr std::uint32_t kPoolBlocks = 512;
+constexpr std::size_t kPrompts = 32;
+
+// 32 prompts of 512 tokens, half sharing a 256-token prefix: 784 distinct
+// blocks for a pool of 512, so the cycles keep evicting.
+std::vector<std::vector<TokenId>> prompts() {
+  std::vector<std::vector<TokenId>> out(kPrompts);
+  for (std::size_t p = 0; p < kPrompts; ++p) {
+    for (TokenId t = 0; t < 512; ++t) {
+      const bool shared = p % 2 == 0 && t < 256;
+      out[p].push_back(shared ? t : static_cast<TokenId>(100'000 * (p + 1) + t));
+    }
+  }
+  return out;
+}
+
+template <class Cycle>
+std::uint64_t allocations_in(int warmup, int measured, Cycle cycle) {
+  std::uint64_t id = 0;
+  for (int i = 0; i < warmup; ++i) cycle(id++);
+  const std::uint64_t before = allocations.load(std::memory_order_relaxed);
+  for (int i = 0; i < measured; ++i) cycle(id++);
+  return allocations.load(std::memory_order_relaxed) - before;
+}
+
+class SteadyState : public ::testing::TestWithParam<EvictionPolicyKind> {};
+
+TEST_P(SteadyState, ACoreRequestCycleAllocatesNothing) {
+  PrefixCacheConfig config{.num_blocks = kPoolBlocks, .block_size = kBlockSize};
+  config.policy = GetParam();
+  PrefixCache cache(config);
+  const auto all = prompts();
+  const std::vector<TokenId> decoded = testing_util::seq(40, 7'000'000);  // 2.5 blocks of decode
+  auto cycle = [&](std::uint64_t id) {
+    const RequestId rid{id};
+    ASSERT_TRUE(cache.allocate(Request::with_tokens(rid, all[id % kPrompts])).ok());
+    ASSERT_TRUE(cache.append(rid, decoded).ok());
+    ASSERT_TRUE(cache.free(rid).ok());
+  };
+  EXPECT_EQ(allocations_in(2'000, 5'000, cycle), 0u);
+  EXPECT_GT(cache.stats().evictions, 0u);
+}
+
+TEST_P(SteadyState, AHashModeCycleAllocatesNothing) {
+  PrefixCacheConfig config{.num_blocks = kPoolBlocks, .block_size = kBlockSize};
+  config.policy = GetParam();
+  PrefixCache cache(config);
+  BlockHasher hasher(kBlockSize);
+  std::vector<std::vector<BlockHash>> hashes(kPrompts);
+  const auto all = prompts();
+  for (std::size_t p = 0; p < kPrompts; ++p) hasher.extend_hashes(all[p], {}, hashes[p]);
+  auto cycle = [&](std::uint64_t id) {
+    const RequestId rid{id};
+    ASSERT_TRUE(cache.allocate(Request::with_hashes(rid, 512, hashes[id % kPrompts])).ok());
+    ASSERT_TRUE(cache.free(rid).ok());
+  };
+  EXPECT_EQ(allocations_in(2'000, 5'000, cycle), 0u);
+}
+
+// The counter itself counts (else the tests above could not fail).
+TEST(SteadyState, TheCounterSeesAnAllocation) {
+  const std::uint64_t before = allocations.load();
+  auto* p = new std::vector<int>(100);
+  delete p;
+  EXPECT_GE(allocations.load() - before, 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryPolicy, SteadyState,
+                         ::testing::ValuesIn(testing_util::all_policies()),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+}  // namespace
+}  // namespace kvscope
