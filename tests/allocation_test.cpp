@@ -5,7 +5,8 @@
 // request costs time and, under many threads, contention.
 //
 // Covered: the bare core (allocate + append + free, every policy, token and
-// hash mode). The runtime's hops still allocate (issue 20).
+// hash mode) and the core with the default metrics. The runtime's hops
+// still allocate (issue 20).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "kvscope/block_hasher.hpp"
+#include "kvscope/metrics/shard_metrics.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "test_util.hpp"
 
@@ -98,6 +100,21 @@ TEST_P(SteadyState, AHashModeCycleAllocatesNothing) {
     ASSERT_TRUE(cache.free(rid).ok());
   };
   EXPECT_EQ(allocations_in(2'000, 5'000, cycle), 0u);
+}
+
+// The same cycle with the default metrics (windows, breakdowns, sampled
+// residency): after warm-up the metrics allocate nothing either.
+TEST_P(SteadyState, AMeteredCycleAllocatesNothing) {
+  PrefixCacheConfig config{.num_blocks = kPoolBlocks, .block_size = kBlockSize};
+  config.policy = GetParam();
+  MeteredPrefixCache cache(config);
+  const auto all = prompts();
+  auto cycle = [&](std::uint64_t id) {
+    const RequestId rid{id};
+    ASSERT_TRUE(cache.allocate(Request::with_tokens(rid, all[id % kPrompts])).ok());
+    ASSERT_TRUE(cache.free(rid).ok());
+  };
+  EXPECT_EQ(allocations_in(5'000, 5'000, cycle), 0u);
 }
 
 // The counter itself counts (else the tests above could not fail).

@@ -7,6 +7,8 @@
 // value added at 0.5 s (slot 0) is live until 9.999999999 s and gone at 10 s.
 #include <gtest/gtest.h>
 
+#include <deque>
+
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -458,6 +460,36 @@ QueryCounts qc(std::uint64_t requests, std::uint64_t queries, std::uint64_t hits
   c.query_blocks = query_blocks;
   c.hit_blocks = hit_blocks;
   return c;
+}
+
+// The window keeps its updates in a ring that grows and wraps: over many
+// updates of 1-3 requests it must agree with a plain FIFO at every step.
+TEST(RequestCountWindow, AgreesWithAFifoWhileItsRingGrowsAndWraps) {
+  RequestCountWindow window(50);
+  std::deque<QueryCounts> fifo;
+  QueryCounts sums;
+  std::uint64_t seed = 7;
+  for (int step = 0; step < 2'000; ++step) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    QueryCounts u;
+    u.requests = 1 + (seed >> 40) % 3;
+    u.query_tokens = 100 * u.requests;
+    u.hit_tokens = (seed >> 20) % (u.query_tokens + 1);
+    const bool reset = step % 701 == 700;
+    if (reset) {
+      fifo.clear();
+      sums = QueryCounts{};
+    }
+    window.observe(u, reset);
+    fifo.push_back(u);
+    sums += u;
+    while (fifo.size() > 1 && sums.requests > 50) {
+      sums -= fifo.front();
+      fifo.pop_front();
+    }
+    ASSERT_EQ(window.updates(), fifo.size()) << "step " << step;
+    ASSERT_EQ(window.totals(), sums) << "step " << step;
+  }
 }
 
 TEST(RequestCountWindow, RejectsZeroMaxRequests) {

@@ -183,16 +183,33 @@ RequestCountWindow::RequestCountWindow(std::uint64_t max_requests) : max_request
 void RequestCountWindow::observe(const QueryCounts& update, bool reset) {
   if (reset) this->reset();
   if (update.requests == 0) return;
-  updates_.push_back(update);
+  push_back(update);
   totals_ += update;
-  while (updates_.size() > 1 && totals_.requests > max_requests_) {
-    totals_ -= updates_.front();
-    updates_.pop_front();
+  while (count_ > 1 && totals_.requests > max_requests_) {
+    totals_ -= ring_[head_];
+    pop_front();
   }
 }
 
+void RequestCountWindow::push_back(const QueryCounts& update) {
+  if (count_ == ring_.size()) {  // full: double, oldest first again
+    std::vector<QueryCounts> bigger(std::max<std::size_t>(16, 2 * ring_.size()));
+    for (std::size_t i = 0; i < count_; ++i) bigger[i] = ring_[(head_ + i) % ring_.size()];
+    ring_ = std::move(bigger);
+    head_ = 0;
+  }
+  ring_[(head_ + count_) % ring_.size()] = update;
+  ++count_;
+}
+
+void RequestCountWindow::pop_front() noexcept {
+  head_ = (head_ + 1) % ring_.size();
+  --count_;
+}
+
 void RequestCountWindow::reset() noexcept {
-  updates_.clear();
+  head_ = 0;
+  count_ = 0;
   totals_ = QueryCounts{};
 }
 

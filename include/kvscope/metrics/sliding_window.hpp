@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <vector>
 
 #include "kvscope/clock.hpp"
@@ -196,19 +195,27 @@ class RequestCountWindow {
   /// Throws std::invalid_argument if max_requests == 0.
   explicit RequestCountWindow(std::uint64_t max_requests = 1000);
 
-  /// O(1) amortised. `reset` first empties the window (vLLM's stats.reset).
+  /// O(1) amortised; allocates only while the window holds more updates
+  /// than ever before. `reset` first empties the window (vLLM's stats.reset).
   void observe(const QueryCounts& update, bool reset = false);
   void reset() noexcept;
 
   /// Sums of the updates in the window.
   const QueryCounts& totals() const noexcept { return totals_; }
   double hit_rate() const noexcept { return totals_.token_hit_rate(); }
-  std::size_t updates() const noexcept { return updates_.size(); }
+  std::size_t updates() const noexcept { return count_; }
   std::uint64_t max_requests() const noexcept { return max_requests_; }
 
  private:
+  void push_back(const QueryCounts& update);
+  void pop_front() noexcept;
+
   std::uint64_t max_requests_;
-  std::deque<QueryCounts> updates_;
+  // The updates in the window, oldest first: a ring of ring_.size() slots
+  // from head_ (a deque allocated a chunk every few requests for good).
+  std::vector<QueryCounts> ring_;
+  std::size_t head_ = 0;
+  std::size_t count_ = 0;
   QueryCounts totals_;
 };
 
