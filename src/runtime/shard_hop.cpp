@@ -1,10 +1,73 @@
 #include "kvscope/runtime/shard_hop.hpp"
 
+#include <algorithm>
+#include <array>
+#include <new>
+#include <vector>
+
 namespace kvscope {
 
 namespace detail {
 
 namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kPoolOps = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kPoolOps = false;
+#else
+constexpr bool kPoolOps = true;
+#endif
+#else
+constexpr bool kPoolOps = true;
+#endif
+
+/// Free op blocks of this thread, by size class (64-byte steps up to 1 KiB;
+/// larger ops use the heap directly). At most kKeep blocks a class are kept.
+class OpFreeLists {
+ public:
+  static constexpr std::size_t kStep = 64;
+  static constexpr std::size_t kClasses = 16;
+  static constexpr std::size_t kKeep = 512;
+
+  OpFreeLists() noexcept { destroyed_ = false; }
+  ~OpFreeLists() {
+    destroyed_ = true;
+    for (auto& list : lists_)
+      for (void* block : list) ::operator delete(block);
+  }
+  /// True once this thread's lists are gone (thread exit): ops freed later
+  /// go back to the heap. Constant-initialised, so asking is always safe.
+  static bool destroyed() noexcept { return destroyed_; }
+
+  static std::size_t size_class(std::size_t size) noexcept { return (size + kStep - 1) / kStep; }
+  void* take(std::size_t cls) noexcept {
+    auto& list = lists_[cls - 1];
+    if (list.empty()) return nullptr;
+    void* block = list.back();
+    list.pop_back();
+    return block;
+  }
+  /// False when the block was not kept (the list is full or cannot grow).
+  bool keep(std::size_t cls, void* block) noexcept {
+    auto& list = lists_[cls - 1];
+    if (list.size() >= kKeep) return false;
+    try {
+      if (list.capacity() == 0) list.reserve(kKeep);
+      list.push_back(block);
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
+ private:
+  static thread_local bool destroyed_;
+  std::array<std::vector<void*>, kClasses> lists_;
+};
+thread_local bool OpFreeLists::destroyed_ = false;
+thread_local OpFreeLists op_free_lists;
 
 /// Drain posts deferred while this thread completes hop batches: a caller
 /// that resumes k coroutines, each submitting its next operation, kicks
@@ -20,32 +83,70 @@ thread_local DeferredDrains deferred_drains;
 struct DeferredDrainsFlush {
   ~DeferredDrainsFlush() {
     if (--deferred_drains.depth > 0) return;
-    std::vector<ShardInbox*> kick;
-    kick.swap(deferred_drains.inboxes);
-    for (ShardInbox* inbox : kick) inbox->post_drain();
+    // post_drain() only posts (it never submits), so the list cannot grow
+    // meanwhile; clearing it keeps its capacity for the next batch.
+    for (ShardInbox* inbox : deferred_drains.inboxes) inbox->post_drain();
+    deferred_drains.inboxes.clear();
   }
 };
 
 }  // namespace
 
+void* HopOp::operator new(std::size_t size) {
+  const std::size_t cls = OpFreeLists::size_class(size);
+  if (!kPoolOps || cls > OpFreeLists::kClasses || OpFreeLists::destroyed())
+    return ::operator new(size);
+  if (void* block = op_free_lists.take(cls)) return block;
+  return ::operator new(cls* OpFreeLists::kStep);
+}
+
+void HopOp::operator delete(void* block, std::size_t size) noexcept {
+  const std::size_t cls = OpFreeLists::size_class(size);
+  if (kPoolOps && cls <= OpFreeLists::kClasses && !OpFreeLists::destroyed() &&
+      op_free_lists.keep(cls, block))
+    return;
+  ::operator delete(block);
+}
+
+HopBatch::HopBatch(HopBatch&& other) noexcept
+    : inline_(other.inline_),
+      overflow_(std::move(other.overflow_)),
+      size_(other.size_),
+      next_(other.next_) {
+  other.overflow_.clear();
+  other.size_ = 0;
+  other.next_ = 0;
+}
+
 HopBatch::~HopBatch() {
-  for (std::size_t i = next_; i < ops_.size(); ++i) delete ops_[i];
+  for (std::size_t i = next_; i < size_; ++i) delete data()[i];
+}
+
+void HopBatch::assign(HopOp* const* first, HopOp* const* last) {
+  const auto n = static_cast<std::size_t>(last - first);
+  if (n > kInline) {
+    overflow_.assign(first, last);  // may throw: nothing owned yet
+  } else {
+    std::copy(first, last, inline_.begin());
+  }
+  size_ = n;
+  next_ = 0;
 }
 
 void HopBatch::complete_all() {
   ++deferred_drains.depth;
   DeferredDrainsFlush flush;
-  while (next_ < ops_.size()) {
-    HopOp* op = ops_[next_++];
+  while (next_ < size_) {
+    HopOp* op = data()[next_++];
     try {
       op->complete();
     } catch (...) {
       // Hand the rest to a fresh batch before the exception leaves run().
-      if (next_ < ops_.size()) {
+      if (next_ < size_) {
         HopBatch rest;
-        rest.ops().assign(ops_.begin() + static_cast<std::ptrdiff_t>(next_), ops_.end());
-        next_ = ops_.size();
-        const asio::any_io_executor home = rest.ops().front()->home();
+        rest.assign(data() + next_, data() + size_);
+        next_ = size_;
+        const asio::any_io_executor home = rest.front()->home();
         asio::post(home, [batch = std::move(rest)]() mutable { batch.complete_all(); });
       }
       throw;
@@ -124,8 +225,7 @@ void ShardInbox::post_completions() {
     std::size_t end = begin + 1;
     while (end < spare_.size() && spare_[end]->home() == spare_[begin]->home()) ++end;
     detail::HopBatch batch;
-    batch.ops().assign(spare_.begin() + static_cast<std::ptrdiff_t>(begin),
-                       spare_.begin() + static_cast<std::ptrdiff_t>(end));
+    batch.assign(spare_.data() + begin, spare_.data() + end);
     // A tracked copy: the caller's io_context keeps outstanding work until
     // this post has fully returned (it signals the caller's condition
     // variable after queueing), so its run() cannot return and the context

@@ -43,8 +43,9 @@
 //    propagates out of the caller's run() as usual; the rest of its batch
 //    is re-posted first.
 //
-// Cost per hop: one heap allocation, a lock/unlock on the caller side, a
-// virtual call on each side; posts and wake-ups are shared by a batch.
+// Cost per hop: an op from a per-thread free list, a lock/unlock on the
+// caller side, a virtual call on each side; posts and wake-ups are shared by
+// a batch.
 #pragma once
 
 #include <asio/any_io_executor.hpp>
@@ -54,6 +55,7 @@
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 
+#include <array>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -112,6 +114,12 @@ class HopOp {
  public:
   explicit HopOp(asio::any_io_executor home) : home_(std::move(home)) {}
   virtual ~HopOp() = default;
+  /// Ops come from per-thread free lists (by 64-byte size class): an op is
+  /// made on the caller's thread and usually freed there when it completes,
+  /// so after warm-up a hop takes no memory from the heap. Not pooled under
+  /// AddressSanitizer, which then still sees a use after free.
+  static void* operator new(std::size_t size);
+  static void operator delete(void* block, std::size_t size) noexcept;
   HopOp(const HopOp&) = delete;
   HopOp& operator=(const HopOp&) = delete;
 
@@ -170,23 +178,35 @@ class HopOpFor final : public HopOp {
   std::optional<Stored> result_;
 };
 
-/// Ops owned between two steps of the hand-off; deletes what was not consumed.
+/// Ops owned between two steps of the hand-off; deletes what was not
+/// consumed. Up to kInline ops live inside the batch (a batch rides in a
+/// posted handler, whose memory asio recycles), more in a vector.
 class HopBatch {
  public:
+  static constexpr std::size_t kInline = 16;
+
   HopBatch() = default;
-  HopBatch(HopBatch&& other) noexcept : ops_(std::move(other.ops_)), next_(other.next_) {
-    other.ops_.clear();
-  }
+  HopBatch(HopBatch&& other) noexcept;
   HopBatch& operator=(HopBatch&&) = delete;
   ~HopBatch();
 
-  std::vector<HopOp*>& ops() noexcept { return ops_; }
+  /// Takes ownership of the ops [first, last), which must be empty before.
+  /// Throws std::bad_alloc past kInline ops (then it owns none of them).
+  void assign(HopOp* const* first, HopOp* const* last);
+  std::size_t size() const noexcept { return size_; }
+  HopOp* front() const noexcept { return data()[0]; }
   /// Completes every op from the first unconsumed one. If a handler throws,
   /// the rest are re-posted to their home before the exception propagates.
   void complete_all();
 
  private:
-  std::vector<HopOp*> ops_;
+  HopOp* const* data() const noexcept {
+    return overflow_.empty() ? inline_.data() : overflow_.data();
+  }
+
+  std::array<HopOp*, kInline> inline_{};
+  std::vector<HopOp*> overflow_;  // used instead of inline_ past kInline ops
+  std::size_t size_ = 0;
   std::size_t next_ = 0;
 };
 
