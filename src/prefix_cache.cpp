@@ -418,7 +418,7 @@ template <class Policy>
   const std::uint64_t key = detail::fold(hash);
   const auto twin = twins_->lowest(key, [&](std::uint32_t b) { return blocks_[b].hash == hash; });
   if (!twin) return false;
-  twins_->remove_if_present(key, *twin);
+  twins_->remove(key, *twin);
   BlockMeta& meta = blocks_[*twin];
   meta.cached = true;
   index_->insert(key, *twin);

@@ -31,7 +31,6 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "kvscope/block_hasher.hpp"

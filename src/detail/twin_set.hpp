@@ -39,6 +39,9 @@ class TwinSet {
     table_->insert(key_mix, block);
   }
 
+  /// Removes `block`, added with `key_mix`. Precondition: it is present.
+  void remove(std::uint64_t key_mix, std::uint32_t block) { table_->erase(key_mix, block); }
+
   /// Removes `block` (added with `key_mix`) when it is present; else nothing.
   void remove_if_present(std::uint64_t key_mix, std::uint32_t block) {
     if (empty()) return;

@@ -153,9 +153,8 @@ void KvEventPublisher::run() {
     if (!work.empty()) {
       std::lock_guard lock(mutex_);
       handled_ += work.size();
-      for (Pending& batch : work) {
+      for (Pending& batch : work) {  // submit() clears a spare as it hands it out
         if (spare_logs_.size() >= kSpareLogs) break;
-        batch.log.clear();
         spare_logs_.push_back(std::move(batch.log));
       }
       drained_.notify_all();

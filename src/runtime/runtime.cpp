@@ -115,9 +115,9 @@ Runtime::Runtime(RuntimeConfig config)
   for (std::uint32_t i = 0; i < shards; ++i) {
     std::optional<unsigned> cpu;
     if (config_.pin_threads) cpu = i % hardware_threads();
-    shards_.push_back(std::make_unique<detail::RuntimeShard>(
-        i, shard_cache_config(config_, i), config_.metrics, config_.collector, cpu,
-        kv_events_.get(), config_.kv_events.publish_interval));
+    shards_.push_back(std::make_unique<detail::RuntimeShard>(i, shard_cache_config(config_, i),
+                                                             config_.metrics, config_.collector,
+                                                             cpu, kv_events_.get()));
   }
   control_thread_ = std::thread([this] { control_.run(); });
   notifier_thread_ = std::thread([this] { notifier_.run(); });

@@ -42,8 +42,7 @@ void run_shard(asio::io_context& io) {
 
 RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
                            const MetricsConfig& metrics, const BatchCollectorConfig& collector,
-                           std::optional<unsigned> cpu, KvEventPublisher* events,
-                           std::chrono::milliseconds publish_interval)
+                           std::optional<unsigned> cpu, KvEventPublisher* events)
     : index_(index),
       io_(1),
       work_(asio::make_work_guard(io_)),
@@ -53,7 +52,8 @@ RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
       collector_(collector),
       publisher_(events),
       event_log_(events != nullptr ? std::make_unique<CacheEventLog>(cache.block_size) : nullptr),
-      publish_interval_(publish_interval),
+      publish_interval_(events != nullptr ? events->config().publish_interval
+                                          : std::chrono::milliseconds::max()),
       batch_bytes_(events != nullptr ? events->config().batch_bytes : SIZE_MAX),
       thread_([this] { run_shard(io_); }) {
   if (event_log_) cache_.set_event_log(event_log_.get());

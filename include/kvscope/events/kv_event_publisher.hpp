@@ -6,8 +6,9 @@
 // Shards hand whole batches (a CacheEventLog each) to submit(); a thread of
 // the publisher's own numbers them (seq 0, 1, ... with no gaps), encodes
 // them (kv_event_codec.hpp) and sends [topic, seq (8 bytes big-endian),
-// payload] on the PUB socket, keeping the last buffer_steps payloads for
-// replay. The ROUTER socket, when configured, answers [identity, "",
+// payload] on the PUB socket, keeping the last buffer_steps payloads (at
+// most buffer_bytes of them) for replay, and hands the emptied logs back
+// to later submit() calls. The ROUTER socket, when configured, answers [identity, "",
 // start_seq] with every kept batch from start_seq on, then an end marker.
 // Batches from one submitting thread are sent in submission order, so a
 // shard's BlockStored always precedes the events naming its blocks.
