@@ -440,6 +440,22 @@ void PrefixCache::set_observer(PrefixCacheObserver* observer, const ObserverOpti
   sample_countdown_ = 1 + next_sample_gap();
 }
 
+void PrefixCache::set_observer_sample_rate(double rate) {
+  ObserverOptions changed = observer_options_;
+  changed.sample_rate = rate;
+  changed.validate();
+  observer_options_.sample_rate = rate;
+  sample_countdown_ = 1 + next_sample_gap();
+}
+
+void PrefixCache::unwatch(BlockId block) {
+  if (block.value >= blocks_.size()) {
+    throw std::out_of_range("kvscope: unwatch: block " + std::to_string(block.value) +
+                            " is outside the pool of " + std::to_string(blocks_.size()));
+  }
+  blocks_[block.value].watched = 0;
+}
+
 // The operation's timestamp, read from the clock on first use.
 Timestamp PrefixCache::event_time() noexcept {
   if (!event_time_known_) {

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -506,6 +507,145 @@ TEST(BlockResidencyTracker, MemoryIsBoundedByThePoolNotByTraffic) {
   EXPECT_EQ(rig.tracker.memory_bytes(), warm);
 }
 
+// ---------------------------------------------------------------- steering
+
+/// A 64-block pool (block size 4) fed prompts of 8 unique blocks, each freed
+/// right away, on a ManualClock: every request allocates 8 blocks and, once
+/// the pool is full, evicts 8. The tracker steers to `per_second` and is
+/// ticked once a simulated second, as ShardMetrics does in a runtime.
+struct SteeredRig {
+  explicit SteeredRig(double per_second, double max_rate = 1.0, std::uint32_t max_watched = 65536)
+      : cache(config(64, kBs)), tracker(cache, steered(per_second, max_rate, max_watched)) {
+    cache.set_observer(&tracker, tracker.observer_options());
+  }
+  MetricsConfig steered(double per_second, double max_rate, std::uint32_t max_watched) {
+    MetricsConfig c = tracker_config(&clock);
+    c.residency_watched_per_second = per_second;
+    c.residency_sample_rate = max_rate;
+    c.residency_max_watched_blocks = max_watched;
+    return c;
+  }
+  /// `n` requests, one every `gap`.
+  void run(std::uint64_t n, std::chrono::nanoseconds gap) {
+    std::vector<TokenId> prompt(32);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      clock.advance(gap);
+      for (std::uint32_t t = 0; t < 32; ++t) prompt[t] = static_cast<TokenId>(next_token++);
+      ASSERT_TRUE(cache.allocate(Request::with_tokens(RequestId{next_id}, prompt)).ok());
+      ASSERT_TRUE(cache.free(RequestId{next_id}).ok());
+      ++next_id;
+      if (clock.now() >= next_tick) {
+        tracker.tick(clock.now());
+        next_tick = clock.now() + 1s;
+      }
+    }
+  }
+  ManualClock clock;
+  PrefixCache cache;
+  BlockResidencyTracker tracker;
+  std::uint64_t next_id = 0;
+  std::uint64_t next_token = 1;
+  Timestamp next_tick{1s};
+};
+
+// 800,000 allocations/s (a request of 8 blocks every 10 us) against a target
+// of 1,000 watched/s: the rate settles within 2x of 1,000 / 800,000, and the
+// weighted figures estimate the true totals although the rate moved from 1
+// down to ~2^-10 on the way.
+TEST(ResidencySteering, UnderHeavyLoadTheRateSettlesNearTheTargetAndEstimatesStayUnbiased) {
+  SteeredRig rig(1000);
+  rig.run(200'000, 10us);  // two simulated seconds
+  const double wanted = 1000.0 / 800'000.0;
+  EXPECT_GE(rig.tracker.sample_rate(), wanted / 2);
+  EXPECT_LE(rig.tracker.sample_rate(), wanted * 2);
+  const ResidencySnapshot& s = rig.tracker.snapshot();
+  EXPECT_EQ(s.sample_rate, rig.tracker.sample_rate());
+  // ~1,000 samples a second, each weighing ~1,000 allocations.
+  EXPECT_GT(s.sampled_blocks, 1'000u);
+  EXPECT_LT(s.sampled_blocks, 8'000u);
+  const double allocations = 200'000.0 * 8;
+  EXPECT_NEAR(static_cast<double>(s.estimated_allocations) / allocations, 1.0, 0.1);
+  const auto evictions = static_cast<double>(rig.cache.stats().evictions);
+  EXPECT_NEAR(static_cast<double>(s.estimated_evictions) / evictions, 1.0, 0.1);
+  EXPECT_EQ(s.lifetime.count(), s.estimated_evictions);  // histograms carry the weights
+  EXPECT_LT(s.effective_sample_rate(), 0.01);
+  // Each block lives 8 requests (a 64-block pool, 8 blocks a request): 80 us.
+  EXPECT_NEAR(static_cast<double>(s.lifetime.quantile(0.5)), 80e3, 80e3 * 0.05);
+}
+
+// After the heavy phase, one request every 10 ms (800 allocations/s, under
+// the target): within a few periods the sampler is back to watching every
+// allocation. With no traffic at all, the periodic tick raises it alone: the
+// first quiet period still holds the heavy phase's last samples, the second
+// holds none.
+TEST(ResidencySteering, WhenTheLoadDropsTheRateRisesBackToTheHighest) {
+  SteeredRig rig(1000);
+  rig.run(50'000, 10us);
+  ASSERT_LT(rig.tracker.sample_rate(), 0.01);
+  rig.run(300, 10ms);
+  EXPECT_EQ(rig.tracker.sample_rate(), 1.0);
+
+  rig.run(50'000, 10us);
+  ASSERT_LT(rig.tracker.sample_rate(), 0.01);
+  rig.clock.advance(1s);
+  rig.tracker.tick(rig.clock.now());
+  rig.clock.advance(1s);
+  rig.tracker.tick(rig.clock.now());
+  EXPECT_EQ(rig.tracker.sample_rate(), 1.0);
+}
+
+// Blocks watched while the rate was high are thinned when it drops: a
+// shared prefix held by a live request (8 blocks, watched at rate 1) keeps
+// each block with probability 2^-j after a drop of 2^j, so under heavy load
+// it soon stops reporting its hits; the estimates stay unbiased.
+TEST(ResidencySteering, LoweringTheRateThinsBlocksWatchedBefore) {
+  SteeredRig rig(1000);
+  const std::vector<TokenId> prefix = seq(32, 1'000'000);
+  ASSERT_TRUE(rig.cache.allocate(Request::with_tokens(RequestId{999'999'999}, prefix)).ok());
+  EXPECT_EQ(rig.tracker.snapshot().tracked_blocks, 8u);
+  rig.run(100'000, 10us);
+  ASSERT_LT(rig.tracker.sample_rate(), 0.01);
+  EXPECT_LE(rig.tracker.snapshot().tracked_blocks, 4u);  // ~2 from the churn, the prefix gone
+  const auto evictions = static_cast<double>(rig.cache.stats().evictions);
+  EXPECT_NEAR(static_cast<double>(rig.tracker.snapshot().estimated_evictions) / evictions, 1.0,
+              0.15);
+}
+
+// Steering off: the rate stays at residency_sample_rate rounded down to a
+// power of two (0.01 -> 1/128), and each sample weighs 128.
+TEST(ResidencySteering, OffKeepsTheConfiguredRateRoundedDownToAPowerOfTwo) {
+  SteeredRig rig(0, 0.01);
+  EXPECT_EQ(rig.tracker.sample_rate(), 1.0 / 128);
+  EXPECT_EQ(rig.tracker.observer_options().sample_rate, 1.0 / 128);
+  rig.run(20'000, 10us);
+  EXPECT_EQ(rig.tracker.sample_rate(), 1.0 / 128);
+  const ResidencySnapshot& s = rig.tracker.snapshot();
+  EXPECT_EQ(s.estimated_allocations, 128 * s.sampled_blocks);
+  EXPECT_EQ(s.estimated_evictions, 128 * s.evicted_blocks);
+}
+
+// A light load that keeps every block cached (a 64-block pool, one request a
+// second) would watch the whole pool; a limit of 16 watched blocks lowers
+// the rate instead.
+TEST(ResidencySteering, TooManyWatchedBlocksLowerTheRate) {
+  SteeredRig rig(1000, 1.0, 16);
+  rig.run(8, 1s);  // 64 blocks allocated, all cached
+  EXPECT_LT(rig.tracker.sample_rate(), 1.0);
+  EXPECT_LE(rig.tracker.snapshot().tracked_blocks, 24u);
+}
+
+TEST(ResidencySteering, BadSteeringSettingsAreRejected) {
+  PrefixCache cache(config(4, kBs));
+  MetricsConfig c;
+  c.residency_watched_per_second = -1;
+  EXPECT_THROW(BlockResidencyTracker(cache, c), std::invalid_argument);
+  c.residency_watched_per_second = std::numeric_limits<double>::infinity();
+  EXPECT_THROW(BlockResidencyTracker(cache, c), std::invalid_argument);
+  c = MetricsConfig{};
+  c.residency_max_watched_blocks = 0;
+  EXPECT_THROW(BlockResidencyTracker(cache, c), std::invalid_argument);
+}
+
 // ---------------------------------------------------------------- snapshot merge
 
 TEST(ResidencySnapshot, PlusEqualsAddsCountsAndMergesHistograms) {
@@ -513,8 +653,14 @@ TEST(ResidencySnapshot, PlusEqualsAddsCountsAndMergesHistograms) {
   a.sample_rate = b.sample_rate = 0.5;
   a.sampled_blocks = 3;
   b.sampled_blocks = 4;
+  a.estimated_allocations = 6;
+  b.estimated_allocations = 8;
   a.evicted_blocks = 2;
   b.evicted_blocks = 5;
+  a.estimated_evictions = 4;
+  b.estimated_evictions = 10;
+  a.reuse_gap_samples = 1;
+  b.refault_samples = 2;
   a.never_reused = 1;
   b.hot_blocks = 2;
   a.misses_checked = 10;
@@ -524,7 +670,12 @@ TEST(ResidencySnapshot, PlusEqualsAddsCountsAndMergesHistograms) {
   b.refault_distance.record(7);
   a += b;
   EXPECT_EQ(a.sampled_blocks, 7u);
+  EXPECT_EQ(a.estimated_allocations, 14u);
   EXPECT_EQ(a.evicted_blocks, 7u);
+  EXPECT_EQ(a.estimated_evictions, 14u);
+  EXPECT_EQ(a.reuse_gap_samples, 1u);
+  EXPECT_EQ(a.refault_samples, 2u);
+  EXPECT_DOUBLE_EQ(a.effective_sample_rate(), 0.5);
   EXPECT_EQ(a.never_reused, 1u);
   EXPECT_EQ(a.hot_blocks, 2u);
   EXPECT_EQ(a.misses_checked, 10u);
@@ -532,8 +683,8 @@ TEST(ResidencySnapshot, PlusEqualsAddsCountsAndMergesHistograms) {
   EXPECT_EQ(a.lifetime.count(), 2u);
   EXPECT_EQ(a.lifetime.sum(), 400u);
   EXPECT_EQ(a.refault_distance.count(), 1u);
-  EXPECT_DOUBLE_EQ(a.never_reused_share(), 1.0 / 7.0);
-  EXPECT_DOUBLE_EQ(a.hot_share(), 2.0 / 7.0);
+  EXPECT_DOUBLE_EQ(a.never_reused_share(), 1.0 / 14.0);  // estimates over estimated evictions
+  EXPECT_DOUBLE_EQ(a.hot_share(), 2.0 / 14.0);
 }
 
 TEST(ResidencySnapshot, PlusEqualsRejectsAnotherLayout) {
@@ -544,10 +695,9 @@ TEST(ResidencySnapshot, PlusEqualsRejectsAnotherLayout) {
 
 TEST(ResidencySnapshot, ThrashShareIsCappedAtOne) {
   ResidencySnapshot s;
-  s.sample_rate = 0.01;
   s.misses_checked = 10;
-  s.refaults = 5;
-  s.refaults_within_capacity = 5;  // 5 / (0.01 * 10) = 50 -> 1
+  s.refaults = 500;
+  s.refaults_within_capacity = 500;  // five refaults sampled at 0.01: 500 / 10 -> 1
   EXPECT_DOUBLE_EQ(s.thrash_share(), 1.0);
   s.refaults_within_capacity = 0;
   EXPECT_EQ(s.thrash_share(), 0.0);

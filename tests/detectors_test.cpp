@@ -117,15 +117,16 @@ TEST(ThrashingDetector, GradesTheRefaultShareOnceEnoughMissesAreSampled) {
     detector.inspect(s, s.analytics, findings);
     return findings;
   };
-  EXPECT_TRUE(run(1000, 10).empty());  // 10 sampled misses: too few to judge
-  const auto warning = run(3000, 9);   // 30 sampled misses, 9 refaults: 30%
+  // refaults are estimates (each sampled refault weighs 1 / 0.01 = 100)
+  EXPECT_TRUE(run(1000, 1000).empty());  // 10 sampled misses: too few to judge
+  const auto warning = run(3000, 900);   // 30 sampled misses, 9 refaults (900 estimated): 30%
   ASSERT_FALSE(warning.empty());
   EXPECT_EQ(warning[0].level, AlertLevel::warning);
   EXPECT_NEAR(warning[0].value, 0.3, 1e-9);
   EXPECT_NE(
       warning[0].message.find("thrashing: 30% of misses were evicted less than one capacity ago"),
       std::string::npos);
-  const auto critical = run(3000, 18);
+  const auto critical = run(3000, 1800);
   ASSERT_FALSE(critical.empty());
   EXPECT_EQ(critical[0].level, AlertLevel::critical);
   EXPECT_TRUE(run(3000, 3).empty());  // 10%
@@ -269,9 +270,10 @@ TEST(Diagnosis, ExplainsShortPromptsThrashingAndUndersizing) {
   s.global.num_blocks = 200;
   s.global.prefixes.stops = {23, 50, 7, 20};  // LookupStop order: too_short first
   ResidencySnapshot residency;
-  residency.sample_rate = 0.01;
-  residency.misses_checked = 10'000;        // 100 sampled misses...
-  residency.refaults_within_capacity = 41;  // ...41 of them refaulted within capacity
+  residency.sampled_blocks = 1'000;  // a share of 0.01 watched...
+  residency.estimated_allocations = 100'000;
+  residency.misses_checked = 10'000;           // ...so 100 sampled misses...
+  residency.refaults_within_capacity = 4'100;  // ...41 refaulted within capacity (x 100)
   s.global.residency = residency;
   s.analytics.capacity = advise_capacity(scripted_curve(), 0.3, 0.1);
   const PerformanceDiagnosis d = diagnose(s, s.analytics, s.alerts);

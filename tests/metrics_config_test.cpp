@@ -50,7 +50,9 @@ TEST(MetricsConfig, DefaultsValidate) {
   EXPECT_EQ(c.window.window, 60s);
   EXPECT_EQ(c.window.resolution, 1s);
   EXPECT_EQ(c.request_window, 1000u);
-  EXPECT_DOUBLE_EQ(c.residency_sample_rate, 0.01);
+  EXPECT_DOUBLE_EQ(c.residency_sample_rate, 1.0);
+  EXPECT_DOUBLE_EQ(c.residency_watched_per_second, 1000.0);
+  EXPECT_EQ(c.residency_max_watched_blocks, 65536u);
   EXPECT_EQ(c.top_prefixes, 32u);
   EXPECT_EQ(c.max_tenants, 64u);
   EXPECT_EQ(c.max_adapters, 64u);
@@ -81,6 +83,17 @@ TEST(MetricsConfig, ResidencySampleRateOutsideZeroToOneIsRejected) {
                 HasSubstr("residency_sample_rate"))
         << bad;
   }
+}
+
+TEST(MetricsConfig, NegativeOrInfiniteWatchedPerSecondIsRejected) {
+  EXPECT_EQ(validation_error(with([](auto& c) { c.residency_watched_per_second = 0; })), "");
+  for (const double bad : {-1.0, kNaN, kInf}) {
+    EXPECT_THAT(validation_error(with([&](auto& c) { c.residency_watched_per_second = bad; })),
+                HasSubstr("residency_watched_per_second"))
+        << bad;
+  }
+  EXPECT_THAT(validation_error(with([](auto& c) { c.residency_max_watched_blocks = 0; })),
+              HasSubstr("residency_max_watched_blocks"));
 }
 
 TEST(MetricsConfig, ZeroRequestWindowIsRejected) {

@@ -247,6 +247,46 @@ TEST(ObserverSampling, SameSeedWatchesTheSameBlocksAnotherSeedOthers) {
   EXPECT_NE(a, c);
 }
 
+// set_observer_sample_rate changes the share watched from the next
+// allocation on and, unlike set_observer, keeps watched blocks watched. A
+// bad rate throws and changes nothing.
+TEST(ObserverSampling, ChangingTheRateKeepsWatchedBlocksAndAppliesToLaterAllocations) {
+  PrefixCache cache(config(8, kBs));
+  Recorder obs;
+  cache.set_observer(&obs, rate(1.0));
+  ASSERT_TRUE(cache.allocate(req(1, seq(8, 10))).ok());  // blocks 0, 1 watched and cached
+  ASSERT_TRUE(cache.free(RequestId{1}).ok());
+  EXPECT_EQ(obs.count(Kind::allocated), 2u);
+
+  for (const double bad : {0.0, -1.0, 1.5, std::nan("")}) {
+    EXPECT_THROW(cache.set_observer_sample_rate(bad), std::invalid_argument) << bad;
+  }
+  cache.set_observer_sample_rate(1e-12);  // practically never
+  obs.clear();
+  ASSERT_TRUE(cache.allocate(req(2, seq(8, 10))).ok());  // hits 0 and 1: still watched
+  EXPECT_EQ(obs.blocks(Kind::hit), (V{0, 1}));
+  ASSERT_TRUE(cache.allocate(req(3, seq(16, 50))).ok());  // 4 new blocks, none watched
+  EXPECT_EQ(obs.count(Kind::allocated), 0u);
+  ASSERT_TRUE(cache.free(RequestId{3}).ok());
+
+  cache.set_observer_sample_rate(1.0);  // the bad calls above did not stick either
+  ASSERT_TRUE(cache.allocate(req(4, seq(4, 90))).ok());
+  EXPECT_EQ(obs.count(Kind::allocated), 1u);
+}
+
+TEST(ObserverSampling, UnwatchSilencesABlockUntilItIsSampledAgain) {
+  PrefixCache cache(config(4, kBs));
+  Recorder obs;
+  cache.set_observer(&obs, rate(1.0));
+  ASSERT_TRUE(cache.allocate(req(1, seq(8, 10))).ok());  // blocks 0, 1 watched
+  EXPECT_THROW(cache.unwatch(BlockId{4}), std::out_of_range);
+  cache.unwatch(BlockId{0});
+  obs.clear();
+  ASSERT_TRUE(cache.free(RequestId{1}).ok());
+  EXPECT_EQ(obs.blocks(Kind::released), (V{1}));  // 0 no longer reports
+  EXPECT_NO_THROW(cache.check_invariants());
+}
+
 // Re-installing with the same seed restarts the sampler: the same traffic
 // after each install watches the same allocations.
 TEST(ObserverSampling, ReinstallingRestartsTheSamplerFromItsSeed) {

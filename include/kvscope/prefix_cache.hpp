@@ -169,7 +169,8 @@ enum class UncacheCause { reused, reset };
 
 /// Block lifecycle hooks; all default to no-ops. Called synchronously on the
 /// cache's thread, in the middle of an operation: do not call mutating
-/// members of the cache (const queries are fine). Keep them cheap.
+/// members of the cache (const queries are fine), except
+/// set_observer_sample_rate() and unwatch(). Keep them cheap.
 ///
 /// Hooks report *watched* blocks only: a block becomes watched when it is
 /// allocated and chosen by the sampler (ObserverOptions::sample_rate), and
@@ -300,6 +301,18 @@ class PrefixCache {
   /// observer must outlive the cache or be removed first. O(num_blocks).
   /// Throws std::invalid_argument on bad options (nothing changes then).
   void set_observer(PrefixCacheObserver* observer, const ObserverOptions& options = {});
+  /// Changes the observer's sample rate from the next allocation on and
+  /// keeps every watched block watched (set_observer would un-watch them):
+  /// adaptive samplers steer with it. Allowed inside an observer hook: it
+  /// only redraws the sampler's countdown, which is memoryless, so each
+  /// later allocation is watched with the new rate exactly. O(1). Throws
+  /// std::invalid_argument unless rate is in (0, 1] (nothing changes then).
+  void set_observer_sample_rate(double rate);
+  /// Stops reporting `block`'s events until it is sampled again at a later
+  /// allocation: an observer thinning its sample when it lowers the rate.
+  /// Allowed inside an observer hook. O(1). Throws std::out_of_range if
+  /// block >= num_blocks().
+  void unwatch(BlockId block);
   /// Records the cache's KV events (blocks stored, removed, all cleared)
   /// into `log` from now on; nullptr stops. The log must outlive the cache
   /// or be detached first; its block size is set to the cache's. Off (the

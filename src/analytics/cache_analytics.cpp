@@ -48,6 +48,8 @@ AnalyticsReport CacheAnalytics::measure(const MergedSnapshot& snapshot) {
     if (s.residency) {
       t.misses_checked = s.residency->misses_checked;
       t.refaults_within_capacity = s.residency->refaults_within_capacity;
+      t.sampled_blocks = s.residency->sampled_blocks;
+      t.estimated_allocations = s.residency->estimated_allocations;
     }
     for (const CachingSnapshot& level : levels.levels) {
       if (!t.latency) t.latency.emplace(level.latency.layout());
@@ -73,6 +75,11 @@ AnalyticsReport CacheAnalytics::measure(const MergedSnapshot& snapshot) {
     f.allocation_failures = delta.allocation_failures;
     f.misses_checked = now.misses_checked - before->misses_checked;
     f.refaults_within_capacity = now.refaults_within_capacity - before->refaults_within_capacity;
+    // The share sampled in the interval (the rate moves with the load).
+    const std::uint64_t sampled = now.sampled_blocks - before->sampled_blocks;
+    const std::uint64_t estimated = now.estimated_allocations - before->estimated_allocations;
+    if (estimated > 0)
+      f.sample_rate = static_cast<double>(sampled) / static_cast<double>(estimated);
     // The interval's latencies: now minus before (all of now when no level
     // existed before; none when the two cannot be differenced).
     const bool differenced = before->latency && now.latency &&
@@ -249,7 +256,7 @@ void add_residency_issues(const ShardSnapshot& g, const AnalyticsConfig& config,
   if (!g.residency) return;
   const ResidencySnapshot& r = *g.residency;
   // The thrashing detector's bounds, over everything since start.
-  const double sampled_misses = static_cast<double>(r.misses_checked) * r.sample_rate;
+  const double sampled_misses = static_cast<double>(r.misses_checked) * r.effective_sample_rate();
   if (sampled_misses >= config.thrashing_min_sampled_misses &&
       r.thrash_share() >= config.thrashing_warning) {
     d.issues.push_back(

@@ -122,16 +122,18 @@ void ThrashingDetector::inspect(const MergedSnapshot& snapshot, const AnalyticsR
         const std::size_t index = scope_index(shard);
         if (index >= spans_.size()) spans_.resize(index + 1);
         auto& span = spans_[index];
-        span.push_back({static_cast<double>(f.misses_checked) * f.sample_rate,
+        span.push_back({static_cast<double>(f.misses_checked),
+                        static_cast<double>(f.misses_checked) * f.sample_rate,
                         static_cast<double>(f.refaults_within_capacity)});
         if (span.size() > config_.thrashing_span) span.pop_front();
-        double sampled = 0, refaults = 0;
+        double misses = 0, sampled = 0, refaults = 0;
         for (const Sample& s : span) {
+          misses += s.misses;
           sampled += s.sampled_misses;
           refaults += s.refaults;
         }
         if (sampled < config_.thrashing_min_sampled_misses) return;
-        const double share = std::min(1.0, refaults / sampled);
+        const double share = std::min(1.0, refaults / misses);
         if (share < config_.thrashing_warning) return;
         const bool critical = share >= config_.thrashing_critical;
         const double bound = critical ? config_.thrashing_critical : config_.thrashing_warning;

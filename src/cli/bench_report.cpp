@@ -111,20 +111,20 @@ void eviction_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
 void residency_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
   if (!s.global.residency) return;
   const ResidencySnapshot& r = *s.global.residency;
-  fmt::format_to(
-      std::back_inserter(out),
-      "\nblock residency (sampled at {:g}; {} blocks watched)      p50        p90        "
-      "p99   (ms)\n",
-      r.sample_rate, r.sampled_blocks);
-  auto row = [&out](std::string_view name, const Histogram& h) {
-    fmt::format_to(std::back_inserter(out), "  {:<44} {:>10.3f} {:>10.3f} {:>10.3f}   n={}\n", name,
-                   static_cast<double>(h.quantile(0.5)) / 1e6,
+  fmt::format_to(std::back_inserter(out),
+                 "\nblock residency ({} blocks watched, {:.2g} of allocations; now {:.2g})\n"
+                 "  {:<44} {:>10} {:>10} {:>10}   (ms)\n",
+                 r.sampled_blocks, r.effective_sample_rate(), r.sample_rate, "", "p50", "p90",
+                 "p99");
+  auto row = [&out](std::string_view name, const Histogram& h, std::uint64_t samples) {
+    fmt::format_to(std::back_inserter(out), "  {:<44} {:>10.3f} {:>10.3f} {:>10.3f}   {} samples\n",
+                   name, static_cast<double>(h.quantile(0.5)) / 1e6,
                    static_cast<double>(h.quantile(0.9)) / 1e6,
-                   static_cast<double>(h.quantile(0.99)) / 1e6, h.count());
+                   static_cast<double>(h.quantile(0.99)) / 1e6, samples);
   };
-  row("lifetime (allocated to evicted)", r.lifetime);
-  row("idle at eviction (since last access)", r.idle);
-  row("reuse gap (between accesses)", r.reuse_gap);
+  row("lifetime (allocated to evicted)", r.lifetime, r.evicted_blocks);
+  row("idle at eviction (since last access)", r.idle, r.evicted_blocks);
+  row("reuse gap (between accesses)", r.reuse_gap, r.reuse_gap_samples);
   fmt::format_to(std::back_inserter(out),
                  "  evicted never reused {:.3f}, hot (>= {} hits) {:.3f}, thrash share {:.3f}\n",
                  r.never_reused_share(), r.hot_reuse_threshold, r.hot_share(), r.thrash_share());

@@ -188,21 +188,38 @@ void write_residency(PrometheusWriter& out, const ResidencySnapshot& r,
   out.histogram("kvscope_kv_block_reuse_gap_seconds",
                 "Sampled blocks: time between consecutive prefix hits (last 4 hits)", labels,
                 r.reuse_gap, bounds, 1e-9);
+  const std::pair<const char*, std::uint64_t> samples[] = {{"lifetime", r.evicted_blocks},
+                                                           {"idle_before_evict", r.evicted_blocks},
+                                                           {"idle_since_free", r.evicted_blocks},
+                                                           {"reuse_gap", r.reuse_gap_samples},
+                                                           {"refault_distance", r.refault_samples}};
+  for (const auto& [histogram, count] : samples) {
+    out.counter("kvscope_kv_block_residency_samples_total",
+                "Observations behind each residency histogram (the histograms add each "
+                "sample's weight, 1 / its sample rate, and estimate all blocks)",
+                with(labels, "histogram", histogram), as_double(count));
+  }
   out.counter("kvscope_kv_block_sampled_total", "Block allocations followed by residency sampling",
               labels, as_double(r.sampled_blocks));
   out.counter("kvscope_kv_block_sampled_evictions_total", "Sampled blocks evicted", labels,
               as_double(r.evicted_blocks));
-  out.counter("kvscope_kv_block_sampled_never_reused_total",
-              "Sampled blocks evicted without a single prefix hit", labels,
+  out.counter("kvscope_kv_block_never_reused_total",
+              "Evicted blocks without a single prefix hit (estimated from the samples)", labels,
               as_double(r.never_reused));
   out.counter("kvscope_prefix_cache_refault_checks_total",
               "Admissions that missed, checked against the ghost table of sampled evictions",
               labels, as_double(r.misses_checked));
   out.counter("kvscope_prefix_cache_refaults_within_capacity_total",
-              "Checked misses on a sampled evicted hash within one pool size of evictions", labels,
-              as_double(r.refaults_within_capacity));
-  out.gauge("kvscope_kv_block_sample_ratio", "Share of block allocations sampled for residency",
+              "Misses on a hash evicted within one pool size of evictions (estimated from the "
+              "sampled evictions)",
+              labels, as_double(r.refaults_within_capacity));
+  out.gauge("kvscope_kv_block_sample_ratio",
+            "Share of block allocations sampled for residency now (steered to a target of "
+            "watched blocks per second)",
             labels, r.sample_rate);
+  out.gauge("kvscope_kv_block_effective_sample_ratio",
+            "Share of block allocations sampled for residency since start", labels,
+            r.effective_sample_rate());
 }
 
 }  // namespace

@@ -74,6 +74,11 @@ void MetricsConfig::validate() const {
   if (!(residency_sample_rate > 0.0 && residency_sample_rate <= 1.0)) {
     bad(fmt::format("residency_sample_rate must be in (0, 1], got {}", residency_sample_rate));
   }
+  if (!(residency_watched_per_second >= 0.0 && std::isfinite(residency_watched_per_second))) {
+    bad(fmt::format("residency_watched_per_second must be finite and >= 0, got {}",
+                    residency_watched_per_second));
+  }
+  check_count("residency_max_watched_blocks", residency_max_watched_blocks, 1, UINT32_MAX);
   check_count("hot_reuse_threshold", hot_reuse_threshold, 1, UINT32_MAX);
   check_count("top_prefixes", top_prefixes, 1, 4096);
   check_count("max_tenants", max_tenants, 1, 4096);

@@ -111,6 +111,7 @@ void ShardMetrics::record_reset() {
 void ShardMetrics::tick(Timestamp now) {
   last_tick_ = std::max(last_tick_, now);
   window_.tick(last_tick_, cache_->stats());
+  if (residency_) residency_->tick(last_tick_);
 }
 
 ShardSnapshot ShardMetrics::snapshot(Timestamp now) {

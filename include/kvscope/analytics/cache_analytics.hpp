@@ -50,6 +50,8 @@ class CacheAnalytics {
     PrefixCacheStats stats;
     std::uint64_t misses_checked = 0;
     std::uint64_t refaults_within_capacity = 0;
+    std::uint64_t sampled_blocks = 0;
+    std::uint64_t estimated_allocations = 0;
     std::optional<Histogram> latency;  // all levels' lookup latencies
   };
   struct Series {

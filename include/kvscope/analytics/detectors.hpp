@@ -72,8 +72,9 @@ class ThrashingDetector final : public SnapshotDetector {
 
  private:
   struct Sample {
-    double sampled_misses = 0;  // misses x sample rate
-    double refaults = 0;
+    double misses = 0;          // checked against the ghosts
+    double sampled_misses = 0;  // misses x sample rate: the evidence behind refaults
+    double refaults = 0;        // estimated, within capacity
   };
   AnalyticsConfig config_;
   std::vector<std::deque<Sample>> spans_;  // index 0 global, i + 1 shard i

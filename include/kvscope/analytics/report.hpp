@@ -29,8 +29,11 @@ struct IntervalFigures {
   std::uint64_t latency_samples = 0;  ///< observed lookup latencies in the interval (all levels)
   double latency_p99_us = 0;          ///< their p99, microseconds (0 without samples)
   std::uint64_t misses_checked = 0;   ///< missed admissions looked up in the ghosts
-  std::uint64_t refaults_within_capacity = 0;  ///< sampled refaults with distance <= pool
-  double sample_rate = 0;                      ///< residency sampling behind the refaults
+  std::uint64_t refaults_within_capacity = 0;  ///< estimated refaults with distance <= pool
+  /// Share of allocations residency sampled in the interval (the current
+  /// rate when nothing was allocated): misses x this = the misses whose
+  /// refault could have been seen.
+  double sample_rate = 0;
 };
 
 /// A metric's trend over the analytics horizon (global figures).

@@ -57,6 +57,15 @@ class FlatIndex {
     return true;
   }
 
+  /// Calls visit(key, value) for every entry, in slot order. The map must
+  /// not change during the walk.
+  template <class Visit>
+  void for_each(Visit&& visit) const {
+    for (std::size_t i = 0; i < keys_.size(); ++i) {
+      if (values_[i] != kEmpty) visit(keys_[i], values_[i]);
+    }
+  }
+
   std::size_t size() const noexcept { return size_; }
   std::size_t memory_bytes() const noexcept {
     return keys_.size() * (sizeof(std::uint64_t) + sizeof(std::uint32_t));

@@ -31,9 +31,21 @@ struct MetricsConfig {
 
   // ---- block residency (sampled) ----
   bool track_residency = true;
-  /// Share of block allocations followed from allocation to eviction; (0, 1].
-  /// vLLM's default is 0.01.
-  double residency_sample_rate = 0.01;
+  /// Highest share of block allocations followed from allocation to
+  /// eviction, and the starting one; (0, 1]. Rounded down to a power of two
+  /// so that every sample's weight (1 / its rate) is a whole number. vLLM
+  /// samples a fixed 0.01.
+  double residency_sample_rate = 1.0;
+  /// Watched allocations per second the sampler steers to, per shard: the
+  /// rate moves in powers of two to stay within 2x of it, so residency
+  /// costs about the same at any load and still collects samples at a low
+  /// one. Samples are weighted by 1 / their rate, so histograms estimate
+  /// every evicted block's figures while the rate moves. 0 turns steering
+  /// off: the rate stays residency_sample_rate. >= 0, finite.
+  double residency_watched_per_second = 1000;
+  /// The sampler lowers the rate when this many watched blocks are alive
+  /// (~80 bytes each) and does not raise it above half; >= 1.
+  std::uint32_t residency_max_watched_blocks = 65536;
   std::uint64_t residency_seed = 0x6b76'7363'6f70'6532;
   /// Recent eviction events kept for JSON/CSV output; 0 keeps none.
   std::uint32_t eviction_event_capacity = 1024;
