@@ -127,3 +127,35 @@ TEST(Aggregator, RefusesANullDetector) {
 
 }  // namespace
 }  // namespace kvscope
+
+namespace kvscope {
+namespace {
+
+// ServiceTimes: exact counts add up, weighted samples merge, the total is
+// the sum of mean x operations, and another layout is refused unchanged.
+TEST(ServiceTimes, MergeAddsCountsAndHistogramsAndEstimatesTheTotal) {
+  ServiceTimes a(HistogramLayout{}, 4), b(HistogramLayout{}, 4);
+  a.operations[static_cast<std::size_t>(ShardOperation::allocate)] = 8;
+  a.service_ns[static_cast<std::size_t>(ShardOperation::allocate)].record_n(1000, 4);
+  b.operations[static_cast<std::size_t>(ShardOperation::allocate)] = 4;
+  b.service_ns[static_cast<std::size_t>(ShardOperation::allocate)].record_n(4000, 4);
+  b.operations[static_cast<std::size_t>(ShardOperation::free)] = 2;
+  b.service_ns[static_cast<std::size_t>(ShardOperation::free)].record_n(500, 4);
+  a += b;
+  EXPECT_EQ(a.sampling, 4u);
+  EXPECT_EQ(a.operations[static_cast<std::size_t>(ShardOperation::allocate)], 12u);
+  EXPECT_EQ(a.operations[static_cast<std::size_t>(ShardOperation::free)], 2u);
+  EXPECT_NEAR(a.mean_ns(ShardOperation::allocate), 2500.0, 2500.0 * 0.01);
+  EXPECT_NEAR(a.total_ns(), 12 * 2500.0 + 2 * 500.0, 310.0);
+  EXPECT_EQ(a.mean_ns(ShardOperation::lookup), 0.0);
+  EXPECT_EQ(to_string(ShardOperation::append), "append");
+
+  const ServiceTimes other(HistogramLayout{1'000'000, 5}, 4);
+  const ServiceTimes before = a;
+  EXPECT_THROW(a += other, std::invalid_argument);
+  EXPECT_EQ(a.operations, before.operations);
+  EXPECT_EQ(a.total_ns(), before.total_ns());
+}
+
+}  // namespace
+}  // namespace kvscope

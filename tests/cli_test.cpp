@@ -174,10 +174,19 @@ TEST(Cli, ASweepOverPoliciesPrintsATableAndDrawsTheChart) {
     EXPECT_NE(chart.find(policy), std::string::npos) << policy;
 }
 
-const char* const kBenchFields[] = {
-    "requests", "errors",  "requests_per_second", "hit_ratio_tokens", "hit_ratio_blocks",
-    "shards",   "threads", "latency_us",          "per_shard",        "alerts",
-    "mrc"};
+const char* const kBenchFields[] = {"requests",
+                                    "errors",
+                                    "requests_per_second",
+                                    "hit_ratio_tokens",
+                                    "hit_ratio_blocks",
+                                    "shards",
+                                    "threads",
+                                    "latency_us",
+                                    "per_shard",
+                                    "alerts",
+                                    "mrc",
+                                    "service_us",
+                                    "core_cost_per_request_us"};
 
 TEST(Cli, ATinyBenchRunWritesEveryJsonFieldAndTheExposition) {
   TempFile json("bench.json");
@@ -277,6 +286,10 @@ TEST(Cli, BenchTraceDecodesCompleteBlocksWithoutErrors) {
     // 1 + 3 + 7 appends per request, none for an empty step.
     const std::uint64_t appends = j["latency_us"]["by_op"]["append"]["count"];
     EXPECT_EQ(appends, 4u * std::stoul(steps)) << "steps " << steps;
+    // The shards counted the same operations (exactly; their times are sampled).
+    EXPECT_EQ(j["service_us"]["append"]["count"], appends) << "steps " << steps;
+    EXPECT_EQ(j["service_us"]["allocate"]["count"], 4u);
+    EXPECT_EQ(j["service_us"]["free"]["count"], 4u);
   }
 }
 

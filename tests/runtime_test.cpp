@@ -290,6 +290,28 @@ TEST(RuntimeLoad, ThousandsOfCoroutinesAccountExactly) {
   // allocate + free per admitted request, allocate per refused, one invariant check per shard.
   EXPECT_EQ(operations, 2 * tally.admitted + tally.refused + runtime.shard_count());
   EXPECT_GT(last->sequence, 2u);
+
+  // Service times: exact counts by kind; 1 in 16 operations timed, each
+  // weighing 16, so a kind's histogram count is a multiple of 16 near its
+  // operations (the operations of all kinds share one countdown per shard).
+  const ServiceTimes service = last->service();
+  auto ops = [&](ShardOperation k) { return service.operations[static_cast<std::size_t>(k)]; };
+  auto timed = [&](ShardOperation k) {
+    return service.service_ns[static_cast<std::size_t>(k)].count();
+  };
+  EXPECT_EQ(service.sampling, 16u);
+  EXPECT_EQ(ops(ShardOperation::allocate), kRequests);
+  EXPECT_EQ(ops(ShardOperation::free), tally.admitted.load());
+  EXPECT_EQ(ops(ShardOperation::other), runtime.shard_count());
+  EXPECT_EQ(ops(ShardOperation::append) + ops(ShardOperation::lookup), 0u);
+  const std::uint64_t all_timed =
+      timed(ShardOperation::allocate) + timed(ShardOperation::free) + timed(ShardOperation::other);
+  EXPECT_EQ(all_timed % 16, 0u);
+  EXPECT_LE(all_timed, operations);
+  EXPECT_GT(all_timed + 16 * runtime.shard_count(), operations);
+  EXPECT_GT(timed(ShardOperation::allocate), kRequests / 4);
+  EXPECT_GT(service.mean_ns(ShardOperation::allocate), 0.0);
+  EXPECT_GT(service.total_ns(), 0.0);
 }
 
 /// Loops request cycles until the runtime stops taking them.

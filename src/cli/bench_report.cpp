@@ -49,20 +49,47 @@ void headline(fmt::memory_buffer& out, const LoadResult& r) {
     fmt::format_to(std::back_inserter(out), "    {}: {}\n", status, n);
 }
 
+// Two views of each operation: the time it spent on its shard's thread
+// (service: kvscope's own cost) and the time from co_await to resumption
+// (service plus queueing behind other clients' operations plus two hops).
 void latency_section(fmt::memory_buffer& out, const LoadResult& r) {
-  fmt::format_to(std::back_inserter(out),
-                 "\nop latency, await to resume (us)   count      p50      p90      p99    "
-                 "p99.9      max\n");
-  auto row = [&out](std::string_view name, const Histogram& h) {
+  const ServiceTimes service = r.final_snapshot->service();
+  const auto& g = r.final_snapshot->global.total.fresh;
+  auto row = [&out](std::string_view name, const Histogram& h, std::uint64_t count) {
     const Percentiles p = percentiles_us(h);
     fmt::format_to(std::back_inserter(out),
-                   "  {:<30} {:>8} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8.1f}\n", name, h.count(),
+                   "  {:<30} {:>8} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.1f}\n", name, count,
                    p.p50, p.p90, p.p99, p.p999, p.max);
   };
-  row("allocate (lookup + allocate)", r.clients.allocate_ns);
-  row("append (decode growth)", r.clients.append_ns);
-  row("free", r.clients.free_ns);
-  row("all operations", r.clients.all_ops_ns());
+  auto on_shard = [&](std::string_view name, ShardOperation kind) {
+    const auto k = static_cast<std::size_t>(kind);
+    row(name, service.service_ns[k], service.operations[k]);
+  };
+  fmt::format_to(std::back_inserter(out),
+                 "\nop time on the shard: service, kvscope's own work (us; 1 in {} timed)\n"
+                 "                                    count      p50      p90      p99    "
+                 "p99.9      max\n",
+                 service.sampling);
+  on_shard("allocate (lookup + allocate)", ShardOperation::allocate);
+  on_shard("append (decode growth)", ShardOperation::append);
+  on_shard("free", ShardOperation::free);
+  fmt::format_to(
+      std::back_inserter(out),
+      "  core cost per request: {:.2f} us on the shards ({:.0f} requests/s per busy "
+      "core)\n",
+      g.requests > 0 ? service.total_ns() / 1e3 / static_cast<double>(g.requests) : 0.0,
+      service.total_ns() > 0 ? static_cast<double>(g.requests) * 1e9 / service.total_ns() : 0.0);
+  fmt::format_to(std::back_inserter(out),
+                 "\nop latency, await to resume: service + queueing behind {} clients + hops "
+                 "(us)\n"
+                 "                                    count      p50      p90      p99    "
+                 "p99.9      max\n",
+                 r.concurrency);
+  const Histogram all = r.clients.all_ops_ns();
+  row("allocate (lookup + allocate)", r.clients.allocate_ns, r.clients.allocate_ns.count());
+  row("append (decode growth)", r.clients.append_ns, r.clients.append_ns.count());
+  row("free", r.clients.free_ns, r.clients.free_ns.count());
+  row("all operations", all, all.count());
 }
 
 void hit_ratio_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
@@ -319,6 +346,19 @@ nlohmann::json bench_report_json(const LoadResult& r) {
   latency["by_op"] = {{"allocate", percentiles_json(r.clients.allocate_ns)},
                       {"append", percentiles_json(r.clients.append_ns)},
                       {"free", percentiles_json(r.clients.free_ns)}};
+  const ServiceTimes service = s.service();
+  nlohmann::json service_us = {{"sampling", service.sampling}};
+  for (const ShardOperation kind :
+       {ShardOperation::allocate, ShardOperation::append, ShardOperation::free}) {
+    const auto k = static_cast<std::size_t>(kind);
+    nlohmann::json figures = percentiles_json(service.service_ns[k]);
+    figures["count"] = service.operations[k];
+    service_us[std::string(to_string(kind))] = std::move(figures);
+  }
+  const double core_cost_us =
+      g.total.fresh.requests > 0
+          ? service.total_ns() / 1e3 / static_cast<double>(g.total.fresh.requests)
+          : 0.0;
   nlohmann::json evictions;
   const EvictionCounts counts = g.evictions();
   for (std::size_t i = 0; i < kEvictionReasonCount; ++i)
@@ -339,6 +379,8 @@ nlohmann::json bench_report_json(const LoadResult& r) {
           {"threads", r.threads},
           {"concurrency", r.concurrency},
           {"latency_us", std::move(latency)},
+          {"service_us", std::move(service_us)},
+          {"core_cost_per_request_us", core_cost_us},
           {"per_shard", per_shard_json(s)},
           {"load_imbalance", s.load_imbalance()},
           {"evictions", std::move(evictions)},

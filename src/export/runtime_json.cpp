@@ -76,11 +76,22 @@ nlohmann::json diagnosis_json(const PerformanceDiagnosis& d) {
       {"issues", std::move(issues)}};
 }
 
+nlohmann::json service_json(const ServiceTimes& t) {
+  nlohmann::json by_kind = nlohmann::json::object();
+  for (std::size_t k = 0; k < kShardOperationCount; ++k) {
+    by_kind[std::string(to_string(static_cast<ShardOperation>(k)))] = {
+        {"operations", t.operations[k]}, {"service_ns", detail::histogram_json(t.service_ns[k])}};
+  }
+  return {
+      {"sampling", t.sampling}, {"total_ns", t.total_ns()}, {"by_operation", std::move(by_kind)}};
+}
+
 nlohmann::json load_json(const ShardLoad& l) {
   return nlohmann::json{{"operations", l.operations},
                         {"operations_per_second", l.operations_per_second},
                         {"share", l.share},
-                        {"observations_dropped", l.observations_dropped}};
+                        {"observations_dropped", l.observations_dropped},
+                        {"service", service_json(l.service)}};
 }
 
 nlohmann::json counters_json(const RuntimeSnapshot& s) {

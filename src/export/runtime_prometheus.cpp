@@ -81,6 +81,20 @@ void write_kv_events_prometheus(PrometheusWriter& out, const KvEventStats& s) {
               {{"outcome", "refused"}}, static_cast<double>(s.replay_refused));
 }
 
+void write_service(PrometheusWriter& out, const ServiceTimes& t, const PrometheusLabels& shard,
+                   const MetricsConfig& config) {
+  for (std::size_t k = 0; k < kShardOperationCount; ++k) {
+    PrometheusLabels labels = shard;
+    labels.emplace_back("op", std::string(to_string(static_cast<ShardOperation>(k))));
+    out.counter("kvscope_runtime_operations_total", "Operations run on the shard, by kind.", labels,
+                static_cast<double>(t.operations[k]));
+    out.histogram("kvscope_runtime_operation_service_seconds",
+                  "Time operations spent on the shard's thread (service time, no queueing), "
+                  "a timed sample of them, weighted to stand for all",
+                  labels, t.service_ns[k], config.latency_bounds_seconds, 1e-9);
+  }
+}
+
 }  // namespace
 
 std::string to_prometheus(const RuntimeSnapshot& s, const MetricsConfig& config) {
@@ -95,6 +109,7 @@ std::string to_prometheus(const RuntimeSnapshot& s, const MetricsConfig& config)
       out.gauge("kvscope_runtime_shard_load_share",
                 "The shard's share of all operations in the last snapshot interval.", shard,
                 s.load[i].share);
+      write_service(out, s.load[i].service, shard, config);
     }
   }
   out.gauge("kvscope_runtime_snapshot_sequence", "Sequence number of this snapshot.", {},

@@ -29,6 +29,7 @@ void Aggregator::measure_load(const std::vector<ShardReport>& reports, MergedSna
                      ? static_cast<double>(done) / static_cast<double>(interval_operations)
                      : 0;
     load.observations_dropped = reports[i].observations_dropped;
+    load.service = reports[i].service;
     out.load.push_back(load);
     previous_operations_[i] = reports[i].operations;
   }

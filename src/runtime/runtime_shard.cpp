@@ -50,6 +50,7 @@ RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
       cache_(cache, metrics),
       levels_(metrics.window, metrics.latency_layout),
       collector_(collector),
+      service_(metrics.latency_layout, kServiceSampling),
       publisher_(events),
       event_log_(events != nullptr ? std::make_unique<CacheEventLog>(cache.block_size) : nullptr),
       publish_interval_(events != nullptr ? events->config().publish_interval
@@ -90,6 +91,12 @@ bool RuntimeShard::record(const MetricObservation& observation) noexcept {
     drain_requested_.store(false, std::memory_order_release);
   }
   return true;
+}
+
+void RuntimeShard::record_service(ShardOperation kind, std::int64_t started) noexcept {
+  const std::int64_t took = service_clock() - started;
+  service_.service_ns[static_cast<std::size_t>(kind)].record_n(
+      took > 0 ? static_cast<std::uint64_t>(took) : 0, kServiceSampling);
 }
 
 void RuntimeShard::drain_observations() {
@@ -147,6 +154,7 @@ ShardReport RuntimeShard::report(Timestamp now) {
   out.cache = cache_.metrics().snapshot(now);
   out.levels = levels_.snapshot(now);  // ticks the levels' windows
   out.operations = operations_;
+  out.service = service_;
   out.observations_dropped = collector_.dropped();
   return out;
 }

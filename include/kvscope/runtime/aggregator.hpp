@@ -37,6 +37,7 @@ struct ShardReport {
   MultiLevelSnapshot levels;
   std::uint64_t operations = 0;            ///< operations run on the shard
   std::uint64_t observations_dropped = 0;  ///< fire-and-forget records its queue dropped
+  ServiceTimes service;                    ///< time operations spent on the shard
 };
 
 class Aggregator {

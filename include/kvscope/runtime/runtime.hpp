@@ -162,7 +162,7 @@ class Runtime {
   template <class Token = asio::use_awaitable_t<>>
   auto lookup(ShardId shard, const Request& request, Token&& token = Token()) {
     auto op = [request](detail::RuntimeShard& s) { return s.cache().lookup(request); };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::lookup, std::move(op), std::forward<Token>(token));
   }
 
   template <class Token = asio::use_awaitable_t<>>
@@ -174,14 +174,14 @@ class Runtime {
     auto op = [request](detail::RuntimeShard& s) {
       return detail::leaving_shard(s.cache().allocate(request));
     };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::allocate, std::move(op), std::forward<Token>(token));
   }
 
   template <class Token = asio::use_awaitable_t<>>
   auto append(ShardId shard, RequestId id, std::span<const TokenId> tokens,
               Token&& token = Token()) {
     auto op = [id, tokens](detail::RuntimeShard& s) { return s.cache().append(id, tokens); };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::append, std::move(op), std::forward<Token>(token));
   }
 
   template <class Token = asio::use_awaitable_t<>>
@@ -190,21 +190,21 @@ class Runtime {
     auto op = [id, num_new_tokens, new_hashes](detail::RuntimeShard& s) {
       return s.cache().append_hashes(id, num_new_tokens, new_hashes);
     };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::append, std::move(op), std::forward<Token>(token));
   }
 
   template <class Token = asio::use_awaitable_t<>>
   auto free(ShardId shard, RequestId id, FreeOrder order = FreeOrder::reverse,
             Token&& token = Token()) {
     auto op = [id, order](detail::RuntimeShard& s) { return s.cache().free(id, order); };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::free, std::move(op), std::forward<Token>(token));
   }
 
   /// Resets one shard's cache (refused with blocks_in_use while it has live requests).
   template <class Token = asio::use_awaitable_t<>>
   auto reset(ShardId shard, Token&& token = Token()) {
     auto op = [](detail::RuntimeShard& s) { return s.cache().reset(); };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::other, std::move(op), std::forward<Token>(token));
   }
 
   /// A fresh snapshot of one shard, taken on its thread now (ticks its windows).
@@ -213,7 +213,7 @@ class Runtime {
     auto op = [](detail::RuntimeShard& s) -> Result<ShardSnapshot> {
       return s.cache().metrics().snapshot(s.cache().metrics().config().effective_clock().now());
     };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::other, std::move(op), std::forward<Token>(token));
   }
 
   /// Metric observations of other cache levels, applied on `shard` in one
@@ -225,7 +225,7 @@ class Runtime {
       for (const auto& o : observations) apply_observation(o, s.levels());
       return {};
     };
-    return run_on(shard, std::move(op), std::forward<Token>(token));
+    return run_on(shard, ShardOperation::other, std::move(op), std::forward<Token>(token));
   }
 
   /// The batch form: runs fn(MeteredPrefixCache&, MultiLevelCacheMetrics&)
@@ -319,7 +319,7 @@ class Runtime {
 
   /// Runs op(shard) on `shard`'s thread: the single path of every operation.
   template <class Op, class Token>
-  auto run_on(ShardId shard, Op op, Token&& token);
+  auto run_on(ShardId shard, ShardOperation kind, Op op, Token&& token);
 
   bool on_runtime_thread() const noexcept;
   void set_shards_accepting(bool accepting);
@@ -353,7 +353,7 @@ class Runtime {
 // ---- template definitions ----
 
 template <class Op, class Token>
-auto Runtime::run_on(ShardId shard, Op op, Token&& token) {
+auto Runtime::run_on(ShardId shard, ShardOperation kind, Op op, Token&& token) {
   using R = std::invoke_result_t<Op&, detail::RuntimeShard&>;
   static_assert(detail::IsResult<R>::value, "runtime operations return Result<T>");
   detail::RuntimeShard* target =
@@ -361,11 +361,14 @@ auto Runtime::run_on(ShardId shard, Op op, Token&& token) {
   // An unknown shard still completes through a hop (to shard 0), so every
   // operation completes the same way: on the caller's executor, never inline.
   ShardInbox& inbox = target != nullptr ? target->inbox() : shards_.front()->inbox();
-  auto gated = [target, op = std::move(op)]() mutable -> R {
+  auto gated = [target, kind, op = std::move(op)]() mutable -> R {
     if (target == nullptr) return R(Status::unknown_shard);
     if (!target->accepting()) return R(Status::not_running);
-    target->count_operation();
+    const bool timed = target->count_operation(kind);
+    const std::int64_t started = timed ? detail::service_clock() : 0;
     R result = op(*target);
+    if (timed) [[unlikely]]
+      target->record_service(kind, started);
     target->after_operation();
     return result;
   };
@@ -377,7 +380,7 @@ auto Runtime::with_shard(ShardId shard, Fn fn, Token&& token) {
   auto op = [fn = std::move(fn)](detail::RuntimeShard& s) mutable {
     return fn(s.cache(), s.levels());
   };
-  return run_on(shard, std::move(op), std::forward<Token>(token));
+  return run_on(shard, ShardOperation::other, std::move(op), std::forward<Token>(token));
 }
 
 template <class Fn>

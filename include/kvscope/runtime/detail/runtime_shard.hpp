@@ -33,6 +33,13 @@ inline Result<AllocateResult> leaving_shard(Result<AllocateResult> result) noexc
   return result;
 }
 
+/// The clock service times are read from: steady, in nanoseconds.
+inline std::int64_t service_clock() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 class RuntimeShard {
  public:
   /// Builds the shard's state and starts its thread (pinned to `cpu` when
@@ -62,7 +69,15 @@ class RuntimeShard {
   // ---- the shard's thread only ----
   bool accepting() const noexcept { return accepting_; }
   void set_accepting(bool accepting) noexcept { accepting_ = accepting; }
-  void count_operation() noexcept { ++operations_; }
+  /// Every kServiceSampling-th operation is timed (ServiceTimes).
+  static constexpr std::uint32_t kServiceSampling = 16;
+  /// Counts an operation of `kind`; true when this one is to be timed.
+  bool count_operation(ShardOperation kind) noexcept {
+    ++service_.operations[static_cast<std::size_t>(kind)];
+    return (++operations_ & (kServiceSampling - 1)) == 0;
+  }
+  /// A timed operation of `kind` that began at `started` (service_clock()) ended now.
+  void record_service(ShardOperation kind, std::int64_t started) noexcept;
   /// After every operation: with KV events on and some recorded, hands the
   /// log over once it holds batch_bytes, else makes sure a publication is
   /// scheduled (one timer per publish interval). Off: a null check.
@@ -91,6 +106,7 @@ class RuntimeShard {
   std::atomic<bool> drain_requested_{false};
   bool accepting_ = false;
   std::uint64_t operations_ = 0;
+  ServiceTimes service_;
   // KV events (null when off): the cache records into event_log_; a timer
   // hands the log to the publisher at most every publish_interval_, or an
   // operation does once the log holds batch_bytes_.
