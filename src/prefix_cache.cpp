@@ -22,8 +22,9 @@ namespace kvscope {
 //  - cached <=> the block's hash is in index_ and maps to this block;
 //  - ref_count == 0 && cached   <=> the block is in the policy's evictable set;
 //  - ref_count == 0 && !cached  <=> the block is in the uncached_ free list;
-//  - a block in twins_ is live (ref_count > 0), not cached, and keeps in
-//    `hash` a hash another, cached block holds.
+//  - a block in twins_ is live (ref_count > 0), not cached, has `twin` set
+//    (and no other block has) and keeps in `hash` a hash another, cached
+//    block holds, whose `may_have_twins` is set.
 using BlockMeta = detail::BlockSlot;
 
 // A live request. Invariants: blocks.size() == ceil(num_tokens / block_size);
@@ -332,8 +333,10 @@ template <class Policy>
     policy.on_evicted(BlockId{b}, meta.hash);
     ++stats_.evictions;
     bool hash_lives_on = false;
-    if (!twins_->empty()) [[unlikely]]
+    if (meta.may_have_twins) [[unlikely]] {
+      meta.may_have_twins = 0;
       hash_lives_on = promote_twin(policy, meta.hash);
+    }
     if (events_ != nullptr && !hash_lives_on) [[unlikely]]
       events_->removed(meta.hash);
     if (reports_uncache(meta)) [[unlikely]]
@@ -364,13 +367,17 @@ template <class Policy>
                                                             const BlockHash& hash,
                                                             bool may_be_resident,
                                                             std::uint64_t fingerprint) {
-  if (may_be_resident && find_block(hash)) [[unlikely]] {
-    keep_private(id, hash, fingerprint);
-    return false;
+  if (may_be_resident) {
+    if (const auto holder = find_block(hash)) [[unlikely]] {
+      blocks_[holder->value].may_have_twins = 1;
+      keep_private(id, hash, fingerprint);
+      return false;
+    }
   }
   BlockMeta& meta = blocks_[id.value];
   meta.hash = hash;
   meta.cached = true;
+  meta.may_have_twins = 0;
   if (!fingerprints_.empty()) fingerprints_[id.value] = fingerprint;
   index_->insert(detail::fold(hash), id.value);
   policy.on_cached(id, hash);
@@ -389,8 +396,10 @@ template <class Policy>
     policy.on_released(id);
   } else {  // nothing worth keeping: reuse it before any cached block
     links_.push_front(uncached_, id.value);
-    if (!twins_->empty()) [[unlikely]]
-      twins_->remove_if_present(detail::fold(meta.hash), id.value);
+    if (meta.twin) [[unlikely]] {
+      twins_->remove(detail::fold(meta.hash), id.value);
+      meta.twin = 0;
+    }
   }
   if (meta.watched) [[unlikely]] {
     meta.watched = meta.cached;  // an uncached block's story ends at its release
@@ -405,6 +414,7 @@ template <class Policy>
 // subscriber never sees a parent removed while a request still extends it.
 void PrefixCache::keep_private(BlockId id, const BlockHash& hash, std::uint64_t fingerprint) {
   blocks_[id.value].hash = hash;
+  blocks_[id.value].twin = 1;
   if (!fingerprints_.empty()) fingerprints_[id.value] = fingerprint;
   twins_->add(detail::fold(hash), id.value,
               [this](std::uint32_t b) { return detail::fold(blocks_[b].hash); });
@@ -416,10 +426,14 @@ void PrefixCache::keep_private(BlockId id, const BlockHash& hash, std::uint64_t 
 template <class Policy>
 [[gnu::noinline]] bool PrefixCache::promote_twin(Policy& policy, const BlockHash& hash) {
   const std::uint64_t key = detail::fold(hash);
-  const auto twin = twins_->lowest(key, [&](std::uint32_t b) { return blocks_[b].hash == hash; });
+  std::size_t matches = 0;
+  const auto twin = twins_->lowest(
+      key, [&](std::uint32_t b) { return blocks_[b].hash == hash; }, &matches);
   if (!twin) return false;
   twins_->remove(key, *twin);
   BlockMeta& meta = blocks_[*twin];
+  meta.twin = 0;
+  meta.may_have_twins = matches > 1 ? 1 : 0;
   meta.cached = true;
   index_->insert(key, *twin);
   policy.on_cached(BlockId{*twin}, hash);
@@ -878,12 +892,17 @@ void PrefixCache::check_invariants() const {
   if (evictable != policy_->evictable_count()) fail("policy's evictable count is wrong");
   if (used + num_free_blocks() != num_blocks()) fail("free + in use != num_blocks");
   if (references != block_references_) fail("block reference count differs from the ref sum");
+  std::size_t flagged_twins = 0;
+  for (const BlockMeta& meta : blocks_) flagged_twins += meta.twin;
+  if (flagged_twins != twins_->size()) fail("blocks flagged twin differ from the twin set");
   twins_->for_each([&](std::uint32_t b) {
     const BlockMeta& meta = blocks_[b];
-    if (meta.ref_count == 0 || meta.cached)
-      fail("twin " + std::to_string(b) + " not live and private");
+    if (meta.ref_count == 0 || meta.cached || !meta.twin)
+      fail("twin " + std::to_string(b) + " not live, private and flagged");
     const auto holder = find_block(meta.hash);
     if (!holder || holder->value == b) fail("twin " + std::to_string(b) + "'s hash has no holder");
+    if (!blocks_[holder->value].may_have_twins)
+      fail("twin " + std::to_string(b) + "'s holder does not know it may have twins");
   });
 }
 

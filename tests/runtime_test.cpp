@@ -61,6 +61,11 @@ TEST(RuntimeConfig, RejectsBadValuesWithTheFieldName) {
   config = small_config(2);
   config.detectors.push_back(nullptr);
   expect_rejected(config, "detectors");
+  config = small_config(2);
+  config.shard_poll = std::chrono::microseconds(-1);
+  expect_rejected(config, "shard_poll");
+  config.shard_poll = std::chrono::microseconds(1001);
+  expect_rejected(config, "shard_poll");
   EXPECT_THROW(Runtime{small_config(1, 0)}, std::invalid_argument);
 }
 
@@ -333,9 +338,14 @@ asio::awaitable<void> until_stopped(Runtime& runtime, std::uint64_t first_id, Cl
   }
 }
 
-TEST(RuntimeLoad, StopUnderLoadCompletesEveryAwaiterAndAccountsForAll) {
+class RuntimeStopUnderLoad : public ::testing::TestWithParam<int> {};
+
+// With shards that sleep when idle (poll 0) and shards that poll their
+// inboxes for 50 us first.
+TEST_P(RuntimeStopUnderLoad, CompletesEveryAwaiterAndAccountsForAll) {
   auto config = small_config(2, 1024);
   config.snapshot_interval = 1ms;
+  config.shard_poll = std::chrono::microseconds(GetParam());
   Runtime runtime(config);
   runtime.start();
   Callers callers(2);
@@ -356,6 +366,8 @@ TEST(RuntimeLoad, StopUnderLoadCompletesEveryAwaiterAndAccountsForAll) {
   EXPECT_EQ(last->global.total.fresh.hit_tokens, tally.hit_tokens.load());
   EXPECT_EQ(last->global.live_requests, tally.admitted - tally.freed);
 }
+INSTANTIATE_TEST_SUITE_P(ShardPoll, RuntimeStopUnderLoad, ::testing::Values(0, 50),
+                         [](const auto& info) { return "poll_us_" + std::to_string(info.param); });
 
 // ---- observations ----
 

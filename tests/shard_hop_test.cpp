@@ -10,10 +10,13 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <memory>
+#include <numeric>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace kvscope {
 namespace {
@@ -22,9 +25,9 @@ namespace {
 /// stand-in shard. Destruction waits for submitted work to finish.
 class ShardThread {
  public:
-  ShardThread()
+  explicit ShardThread(std::chrono::nanoseconds poll = std::chrono::nanoseconds(0))
       : work_(asio::make_work_guard(io_)),
-        inbox_(io_.get_executor()),
+        inbox_(io_.get_executor(), poll),
         thread_([this] { io_.run(); }) {}
   ~ShardThread() {
     work_.reset();
@@ -210,6 +213,88 @@ TEST(ShardHop, ManyCoroutinesOnTwoCallerThreadsAllComplete) {
   callers.run();
   second.join();
   EXPECT_EQ(total->load(), kCoroutines * kHops);
+}
+
+// A polling shard: everything completes, on the right threads, and the
+// work of one submitting thread runs in its submission order.
+TEST(ShardHop, APollingShardRunsEverythingInSubmissionOrder) {
+  ShardThread shard(std::chrono::microseconds(50));
+  auto total = std::make_shared<std::atomic<int>>(0);
+  asio::io_context callers;
+  for (int c = 0; c < 128; ++c)
+    asio::co_spawn(callers, counting_client(shard.inbox(), 40, total), rethrow_if);
+  std::thread second([&] { callers.run(); });
+  callers.run();
+  second.join();
+  EXPECT_EQ(total->load(), 128 * 40);
+
+  std::vector<int> ran;  // shard thread only, read after the futures
+  std::vector<std::future<int>> done;
+  for (int i = 0; i < 1000; ++i) {
+    auto record = [&ran, i] {
+      ran.push_back(i);
+      return i;
+    };
+    done.push_back(async_run_on(shard.inbox(), record, asio::use_future));
+  }
+  for (auto& f : done) f.get();
+  std::vector<int> expected(1000);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(ran, expected);
+  EXPECT_THROW(ShardInbox(shard.inbox().executor(), std::chrono::nanoseconds(-1)),
+               std::invalid_argument);
+}
+
+/// Two operations drained together (a gate holds the shard until both are
+/// queued), the first short, the second 50 ms: returns whether the first
+/// one's completion ran before the second ended.
+bool first_completes_during_second(bool caller_marked_as_shard) {
+  ShardThread shard;
+  asio::io_context caller;
+  std::atomic<bool> second_done{false};
+  bool first_completed_early = false;
+  auto busy = [](std::chrono::microseconds how_long) {
+    const auto until = std::chrono::steady_clock::now() + how_long;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  };
+  auto first = [&] {
+    busy(std::chrono::microseconds(10));  // longer than a completion chunk
+    return 1;
+  };
+  auto second = [&] {
+    busy(std::chrono::milliseconds(50));
+    second_done = true;
+    return 2;
+  };
+  auto on_first = [&](std::exception_ptr, int) { first_completed_early = !second_done.load(); };
+  auto on_second = [](std::exception_ptr, int) {};
+  std::atomic<bool> both_queued{false};
+  auto gate = [&] {
+    while (!both_queued.load()) {
+    }
+    return 0;
+  };
+  std::thread caller_thread([&] {
+    if (caller_marked_as_shard) detail::mark_shard_thread();
+    asio::post(caller, [&] {
+      async_run_on(shard.inbox(), gate, asio::bind_executor(caller, on_second));
+      async_run_on(shard.inbox(), first, asio::bind_executor(caller, on_first));
+      async_run_on(shard.inbox(), second, asio::bind_executor(caller, on_second));
+      both_queued = true;
+    });
+    caller.run();
+  });
+  caller_thread.join();
+  return first_completed_early;
+}
+
+// Completions go out in chunks while a drain goes on, so a caller on
+// another thread resumes while the shard still works; a caller on a shard
+// thread (busy with its own shard) gets them when the drain ends.
+TEST(ShardHop, CompletionsReachOtherThreadsBeforeTheDrainEndsButShardThreadsAfter) {
+  EXPECT_TRUE(first_completes_during_second(false));
+  EXPECT_FALSE(first_completes_during_second(true));
 }
 
 }  // namespace

@@ -42,22 +42,19 @@ class TwinSet {
   /// Removes `block`, added with `key_mix`. Precondition: it is present.
   void remove(std::uint64_t key_mix, std::uint32_t block) { table_->erase(key_mix, block); }
 
-  /// Removes `block` (added with `key_mix`) when it is present; else nothing.
-  void remove_if_present(std::uint64_t key_mix, std::uint32_t block) {
-    if (empty()) return;
-    if (table_->find(key_mix, [block](std::uint32_t e) { return e == block; })) {
-      table_->erase(key_mix, block);
-    }
-  }
-
   /// The lowest block id among the twins whose key satisfies `same_key`
-  /// (the lowest, so the choice depends on nothing but the set's contents).
+  /// (the lowest, so the choice depends on nothing but the set's contents);
+  /// `*matches` gets how many satisfy it.
   template <class SameKey>
-  std::optional<std::uint32_t> lowest(std::uint64_t key_mix, SameKey&& same_key) const {
+  std::optional<std::uint32_t> lowest(std::uint64_t key_mix, SameKey&& same_key,
+                                      std::size_t* matches) const {
     std::optional<std::uint32_t> best;
+    *matches = 0;
     if (empty()) return best;
     table_->for_each_candidate(key_mix, [&](std::uint32_t e) {
-      if ((!best || e < *best) && same_key(e)) best = e;
+      if (!same_key(e)) return;
+      ++*matches;
+      if (!best || e < *best) best = e;
     });
     return best;
   }

@@ -88,6 +88,8 @@ void RuntimeConfig::validate() const {
   if (snapshot_interval < std::chrono::milliseconds(1) || snapshot_interval > std::chrono::hours(1))
     bad_config("snapshot_interval must be 1 ms .. 1 h");
   if (kv_events.enabled) kv_events.validate();
+  if (shard_poll < std::chrono::microseconds(0) || shard_poll > std::chrono::milliseconds(1))
+    bad_config("shard_poll must be 0 .. 1 ms, got " + std::to_string(shard_poll.count()) + " us");
   for (const auto& detector : detectors)
     if (!detector) bad_config("detectors must not hold a null detector");
   analytics.validate();
@@ -115,9 +117,9 @@ Runtime::Runtime(RuntimeConfig config)
   for (std::uint32_t i = 0; i < shards; ++i) {
     std::optional<unsigned> cpu;
     if (config_.pin_threads) cpu = i % hardware_threads();
-    shards_.push_back(std::make_unique<detail::RuntimeShard>(i, shard_cache_config(config_, i),
-                                                             config_.metrics, config_.collector,
-                                                             cpu, kv_events_.get()));
+    shards_.push_back(std::make_unique<detail::RuntimeShard>(
+        i, shard_cache_config(config_, i), config_.metrics, config_.collector, cpu,
+        config_.shard_poll, kv_events_.get()));
   }
   control_thread_ = std::thread([this] { control_.run(); });
   notifier_thread_ = std::thread([this] { notifier_.run(); });

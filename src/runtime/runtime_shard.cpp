@@ -29,6 +29,7 @@ void pin_to_cpu(std::thread& thread, unsigned cpu) {
 /// exception; only the hop's own bookkeeping can throw (bad_alloc), and a
 /// shard must outlive that, so it resumes running.
 void run_shard(asio::io_context& io) {
+  mark_shard_thread();
   for (;;) {
     try {
       io.run();
@@ -42,11 +43,12 @@ void run_shard(asio::io_context& io) {
 
 RuntimeShard::RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache,
                            const MetricsConfig& metrics, const BatchCollectorConfig& collector,
-                           std::optional<unsigned> cpu, KvEventPublisher* events)
+                           std::optional<unsigned> cpu, std::chrono::nanoseconds poll,
+                           KvEventPublisher* events)
     : index_(index),
       io_(1),
       work_(asio::make_work_guard(io_)),
-      inbox_(io_.get_executor()),
+      inbox_(io_.get_executor(), poll),
       cache_(cache, metrics),
       levels_(metrics.window, metrics.latency_layout),
       collector_(collector),

@@ -22,10 +22,14 @@ struct BlockSlot {
   std::uint32_t ref_count = 0;  // live request block tables holding this block
   std::uint32_t prev = kNil;    // list links (see above)
   std::uint32_t next = kNil;
-  std::uint8_t cached = 0;        // 1: hash is in the index and maps here
+  std::uint8_t cached : 1 = 0;   // 1: hash is in the index and maps here
+  std::uint8_t watched : 1 = 0;  // 1: the observer follows this block (sampled)
+  std::uint8_t twin : 1 = 0;     // 1: a private twin (in the cache's twin set)
+  // 0: no twin shares this cached block's hash; 1: some may (a hint that
+  // may outlive them: only then does eviction look for one to promote).
+  std::uint8_t may_have_twins : 1 = 0;
   std::uint8_t policy_class = 0;  // owned by the eviction policy (ARC T1/T2, S3-FIFO queue)
   std::uint8_t policy_count = 0;  // owned by the eviction policy (LFU count, S3-FIFO frequency)
-  std::uint8_t watched = 0;       // 1: the observer follows this block (sampled)
 };
 static_assert(sizeof(BlockSlot) == 32, "one BlockSlot must stay half a cache line");
 

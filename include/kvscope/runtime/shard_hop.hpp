@@ -18,7 +18,10 @@
 // `co_await asio::co_spawn(strand, op, use_awaitable)` is slower still. The
 // inbox batches both legs: callers append to a vector under a short lock
 // and post a drain only when none is pending; the drain runs everything
-// waiting and posts one completion batch per caller executor. Operations
+// waiting and posts completion batches per caller executor, every ~2 us of
+// shard time so that callers on other threads resume while the shard goes
+// on (callers on shard threads, busy with their own shard, get theirs at
+// the end of the drain: mark_shard_thread()). Operations
 // submitted while a thread completes a batch (coroutines resuming and
 // awaiting their next operation) kick the shard once, when the batch ends:
 // the shard then drains them together instead of one by one.
@@ -56,6 +59,8 @@
 #include <asio/prefer.hpp>
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -109,10 +114,18 @@ asio::any_io_executor tracked_home(const Handler& handler, const asio::any_io_ex
   return asio::prefer(home, asio::execution::outstanding_work.tracked);
 }
 
+/// Marks the calling thread as one that runs a shard's executor (the
+/// runtime's shard threads): it is busy draining its own inbox, so
+/// completions for callers on it wait for the end of a drain.
+void mark_shard_thread() noexcept;
+/// Whether mark_shard_thread() was called on this thread.
+bool on_shard_thread() noexcept;
+
 /// One submitted operation: runs on the shard, completes at home.
 class HopOp {
  public:
-  explicit HopOp(asio::any_io_executor home) : home_(std::move(home)) {}
+  explicit HopOp(asio::any_io_executor home)
+      : home_(std::move(home)), caller_on_shard_thread_(on_shard_thread()) {}
   virtual ~HopOp() = default;
   /// Ops come from per-thread free lists (by 64-byte size class): an op is
   /// made on the caller's thread and usually freed there when it completes,
@@ -129,9 +142,12 @@ class HopOp {
   virtual void complete() = 0;
   /// The caller's executor, with outstanding work tracked.
   const asio::any_io_executor& home() const noexcept { return home_; }
+  /// Submitted from a shard thread (mark_shard_thread()).
+  bool caller_on_shard_thread() const noexcept { return caller_on_shard_thread_; }
 
  private:
   asio::any_io_executor home_;
+  bool caller_on_shard_thread_;
 };
 
 template <class Handler, class Fn>
@@ -216,9 +232,19 @@ class HopBatch {
 /// drain runs on `shard_executor`. The executor's context must outlive the
 /// inbox, and the inbox must outlive every operation submitted to it
 /// (the runtime stops and drains before destroying it).
+///
+/// A drain posts its completions in chunks of about 2 us of shard time, so
+/// that callers resume (and submit their next operations) while the shard
+/// runs the rest. `poll`: after a drain leaves the inbox empty, the shard's
+/// thread keeps polling it this long before returning to its executor,
+/// which may then sleep. An operation submitted within the window finds the
+/// shard awake: no wake-up system call for the submitter, no scheduling
+/// delay for the shard; the price is up to `poll` of CPU per idle moment,
+/// which only pays where the shard has a core to itself. 0 never polls.
 class ShardInbox {
  public:
-  explicit ShardInbox(asio::any_io_executor shard_executor);
+  explicit ShardInbox(asio::any_io_executor shard_executor,
+                      std::chrono::nanoseconds poll = std::chrono::nanoseconds(0));
   /// Destroys ops never run (with their handlers).
   ~ShardInbox();
   ShardInbox(const ShardInbox&) = delete;
@@ -234,13 +260,18 @@ class ShardInbox {
 
  private:
   void drain();
-  void post_completions();
+  void post_early(std::size_t first, std::size_t last);
+  void post_completions(detail::HopOp* const* first, detail::HopOp* const* last);
+  bool poll_for_work() const noexcept;
 
   asio::any_io_executor executor_;
   std::mutex mutex_;
-  std::vector<detail::HopOp*> pending_;  // guarded by mutex_
-  bool drain_scheduled_ = false;         // guarded by mutex_
-  std::vector<detail::HopOp*> spare_;    // shard thread only: recycled capacity
+  std::vector<detail::HopOp*> pending_;   // guarded by mutex_
+  bool drain_scheduled_ = false;          // guarded by mutex_
+  std::atomic<bool> has_pending_{false};  // pending_ is not empty: a hint for polling
+  std::chrono::nanoseconds poll_;
+  std::vector<detail::HopOp*> spare_;     // shard thread only: recycled capacity
+  std::vector<detail::HopOp*> deferred_;  // shard thread only: completions held back
 };
 
 /// Runs `fn()` on `inbox`'s shard and completes `token` on the caller's

@@ -43,12 +43,13 @@ inline std::int64_t service_clock() noexcept {
 class RuntimeShard {
  public:
   /// Builds the shard's state and starts its thread (pinned to `cpu` when
-  /// given; throws std::system_error if pinning fails). With `events` the
+  /// given; throws std::system_error if pinning fails); its inbox polls
+  /// for `poll` before sleeping (ShardInbox). With `events` the
   /// cache's KV events are recorded and handed to it as its config says
   /// (publish_interval, batch_bytes); the publisher must outlive the shard.
   RuntimeShard(std::uint32_t index, const PrefixCacheConfig& cache, const MetricsConfig& metrics,
                const BatchCollectorConfig& collector, std::optional<unsigned> cpu,
-               KvEventPublisher* events = nullptr);
+               std::chrono::nanoseconds poll, KvEventPublisher* events = nullptr);
   /// Lets the thread finish what is queued, joins it, then destroys the state.
   ~RuntimeShard();
   RuntimeShard(const RuntimeShard&) = delete;
