@@ -194,16 +194,16 @@ void RequestCountWindow::observe(const QueryCounts& update, bool reset) {
 void RequestCountWindow::push_back(const QueryCounts& update) {
   if (count_ == ring_.size()) {  // full: double, oldest first again
     std::vector<QueryCounts> bigger(std::max<std::size_t>(16, 2 * ring_.size()));
-    for (std::size_t i = 0; i < count_; ++i) bigger[i] = ring_[(head_ + i) % ring_.size()];
+    for (std::size_t i = 0; i < count_; ++i) bigger[i] = ring_[(head_ + i) & (ring_.size() - 1)];
     ring_ = std::move(bigger);
     head_ = 0;
   }
-  ring_[(head_ + count_) % ring_.size()] = update;
+  ring_[(head_ + count_) & (ring_.size() - 1)] = update;  // sizes are powers of two
   ++count_;
 }
 
 void RequestCountWindow::pop_front() noexcept {
-  head_ = (head_ + 1) % ring_.size();
+  head_ = (head_ + 1) & (ring_.size() - 1);
   --count_;
 }
 

@@ -212,7 +212,8 @@ class RequestCountWindow {
 
   std::uint64_t max_requests_;
   // The updates in the window, oldest first: a ring of ring_.size() slots
-  // from head_ (a deque allocated a chunk every few requests for good).
+  // from head_; the size is 0, then 16 doubling, so always a power of two
+  // (a deque allocated a chunk every few requests for good).
   std::vector<QueryCounts> ring_;
   std::size_t head_ = 0;
   std::size_t count_ = 0;
