@@ -328,6 +328,12 @@ template <class Policy>
     ++evicted_count;
     b = policy.evict().value;
     BlockMeta& meta = blocks_[b];
+    if constexpr (requires { policy.next_victim(); }) {
+      // Evictions come in runs (one per new block): start loading the next
+      // victim's index slot now (its block slot is warm: the pop linked it).
+      const std::uint32_t next = policy.next_victim();
+      if (next != detail::kNil) index_->prefetch(detail::fold(blocks_[next].hash));
+    }
     index_->erase(detail::fold(meta.hash), b);
     meta.cached = false;
     policy.on_evicted(BlockId{b}, meta.hash);

@@ -73,6 +73,11 @@ class SlotTable {
     --size_;
   }
 
+  /// Asks the CPU to load the slot where `key_mix`'s probe run starts.
+  void prefetch(std::uint64_t key_mix) const noexcept {
+    __builtin_prefetch(&slots_[tag_of(key_mix) & mask_]);
+  }
+
   /// Calls `visit(entry)` for every entry whose key mix has the same tag as
   /// `key_mix` (the caller confirms the key), in probe order.
   template <class Visit>

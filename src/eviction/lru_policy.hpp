@@ -20,6 +20,9 @@ class LruPolicy final : public EvictionPolicy {
   }
   void on_released(BlockId block) override { lists_.push_back(free_, block.value); }
   BlockId evict() override { return BlockId{lists_.pop_front(free_)}; }
+  /// The block evict() would return next (kNil when none): the cache
+  /// prefetches its index slot while it evicts this one.
+  std::uint32_t next_victim() const noexcept { return free_.head; }
   void clear() override { free_ = IndexList{}; }
   std::uint32_t evictable_count() const noexcept override { return free_.size; }
   std::size_t memory_bytes() const noexcept override { return sizeof(*this); }
