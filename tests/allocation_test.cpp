@@ -9,14 +9,18 @@
 // through the runtime (two hops).
 #include <gtest/gtest.h>
 
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
 
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <future>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -24,13 +28,20 @@
 #include "kvscope/metrics/shard_metrics.hpp"
 #include "kvscope/prefix_cache.hpp"
 #include "kvscope/runtime/runtime.hpp"
+#include "kvscope/runtime/shard_hop.hpp"
 #include "test_util.hpp"
 
 namespace {
 
 std::atomic<std::uint64_t> allocations{0};
+// Set by a test: the next allocation on this thread throws std::bad_alloc.
+thread_local bool fail_next_allocation = false;
 
 void* counted_allocation(std::size_t size) {
+  if (fail_next_allocation) {
+    fail_next_allocation = false;
+    throw std::bad_alloc();
+  }
   allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
@@ -170,6 +181,44 @@ TEST(SteadyState, ARuntimeRequestCycleAllocatesNothing) {
   runtime.stop();
   EXPECT_EQ(failures, 0u);
   EXPECT_EQ(cycling, spawning) << "4,000 cycles through the runtime";
+}
+
+// A drain whose completion posting runs out of memory resumes: the
+// exception leaves the shard's run(), and running it again finishes the
+// drain. No operation runs twice, no handler is invoked twice, every
+// handler is either invoked or destroyed (those of a batch whose post
+// failed: work never completed, shard_hop.hpp), and the inbox still works.
+TEST(ShardHopOutOfMemory, AnInterruptedDrainResumesWithoutRunningAnythingTwice) {
+  asio::io_context shard(1);
+  asio::io_context caller(1);
+  ShardInbox inbox(shard.get_executor());
+  constexpr int kOps = 40;
+  std::vector<int> runs(kOps, 0), completions(kOps, 0);
+  auto alive = std::make_shared<int>(0);  // one copy per pending handler
+  for (int i = 0; i < kOps; ++i) {
+    auto work = [&runs, i] {
+      ++runs[i];
+      if (i == kOps - 1) fail_next_allocation = true;  // the posting after the last op
+      return i;
+    };
+    auto done = [&completions, i, alive](std::exception_ptr, int) { ++completions[i]; };
+    async_run_on(inbox, work, asio::bind_executor(caller, done));
+  }
+  EXPECT_THROW(shard.run(), std::bad_alloc);
+  fail_next_allocation = false;
+  shard.restart();
+  shard.run();  // the drain resumes
+  caller.run();
+  for (int i = 0; i < kOps; ++i) {
+    EXPECT_EQ(runs[i], 1) << i;
+    EXPECT_LE(completions[i], 1) << i;
+  }
+  EXPECT_EQ(alive.use_count(), 1) << "a handler was neither invoked nor destroyed";
+  std::future<int> later = async_run_on(
+      inbox, [] { return 7; }, asio::use_future);
+  shard.restart();
+  shard.run();
+  EXPECT_EQ(later.get(), 7);
 }
 
 // The counter itself counts (else the tests above could not fail).

@@ -514,8 +514,11 @@ TEST(BlockResidencyTracker, MemoryIsBoundedByThePoolNotByTraffic) {
 /// the pool is full, evicts 8. The tracker steers to `per_second` and is
 /// ticked once a simulated second, as ShardMetrics does in a runtime.
 struct SteeredRig {
-  explicit SteeredRig(double per_second, double max_rate = 1.0, std::uint32_t max_watched = 65536)
-      : cache(config(64, kBs)), tracker(cache, steered(per_second, max_rate, max_watched)) {
+  explicit SteeredRig(double per_second, double max_rate = 1.0, std::uint32_t max_watched = 65536,
+                      std::uint32_t pool = 64, std::uint32_t blocks_per_request = 8)
+      : cache(config(pool, kBs)),
+        tracker(cache, steered(per_second, max_rate, max_watched)),
+        prompt_tokens(blocks_per_request * kBs) {
     cache.set_observer(&tracker, tracker.observer_options());
   }
   MetricsConfig steered(double per_second, double max_rate, std::uint32_t max_watched) {
@@ -527,10 +530,10 @@ struct SteeredRig {
   }
   /// `n` requests, one every `gap`.
   void run(std::uint64_t n, std::chrono::nanoseconds gap) {
-    std::vector<TokenId> prompt(32);
+    std::vector<TokenId> prompt(prompt_tokens);
     for (std::uint64_t i = 0; i < n; ++i) {
       clock.advance(gap);
-      for (std::uint32_t t = 0; t < 32; ++t) prompt[t] = static_cast<TokenId>(next_token++);
+      for (TokenId& t : prompt) t = static_cast<TokenId>(next_token++);
       ASSERT_TRUE(cache.allocate(Request::with_tokens(RequestId{next_id}, prompt)).ok());
       ASSERT_TRUE(cache.free(RequestId{next_id}).ok());
       ++next_id;
@@ -543,6 +546,7 @@ struct SteeredRig {
   ManualClock clock;
   PrefixCache cache;
   BlockResidencyTracker tracker;
+  std::uint32_t prompt_tokens;
   std::uint64_t next_id = 0;
   std::uint64_t next_token = 1;
   Timestamp next_tick{1s};
@@ -609,6 +613,16 @@ TEST(ResidencySteering, LoweringTheRateThinsBlocksWatchedBefore) {
   const auto evictions = static_cast<double>(rig.cache.stats().evictions);
   EXPECT_NEAR(static_cast<double>(rig.tracker.snapshot().estimated_evictions) / evictions, 1.0,
               0.15);
+}
+
+// A light load of large requests: 128 blocks every 200 ms (640 a second,
+// under the target). Every block of one request carries one timestamp, so
+// the burst must not read as a flood: the sampler keeps watching them all.
+TEST(ResidencySteering, LargeRequestsAtALightLoadKeepEveryBlockWatched) {
+  SteeredRig rig(1000, 1.0, 65536, 4096, 128);
+  rig.run(50, 200ms);  // 10 simulated seconds
+  EXPECT_EQ(rig.tracker.sample_rate(), 1.0);
+  EXPECT_EQ(rig.tracker.snapshot().sampled_blocks, 50u * 128);
 }
 
 // Steering off: the rate stays at residency_sample_rate rounded down to a

@@ -191,8 +191,7 @@ void write_residency(PrometheusWriter& out, const ResidencySnapshot& r,
   const std::pair<const char*, std::uint64_t> samples[] = {{"lifetime", r.evicted_blocks},
                                                            {"idle_before_evict", r.evicted_blocks},
                                                            {"idle_since_free", r.evicted_blocks},
-                                                           {"reuse_gap", r.reuse_gap_samples},
-                                                           {"refault_distance", r.refault_samples}};
+                                                           {"reuse_gap", r.reuse_gap_samples}};
   for (const auto& [histogram, count] : samples) {
     out.counter("kvscope_kv_block_residency_samples_total",
                 "Observations behind each residency histogram (the histograms add each "

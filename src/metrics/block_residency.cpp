@@ -200,7 +200,10 @@ double BlockResidencyTracker::sample_rate() const noexcept {
 }
 
 // Called at each watched allocation and tick. Over twice the target (with
-// enough evidence): lower the rate by the largest power of two at most the
+// enough evidence: kSteerEvidence samples over at least a millisecond, or
+// kBurstEvidence samples in less; every block of one operation carries the
+// same timestamp, so a large request alone at a light load must not read as
+// a flood): lower the rate by the largest power of two at most the
 // excess. Under half of it over a whole period: raise it by the smallest
 // power of two at least the shortfall (to the highest rate if nothing was
 // watched). Either way the expected rate lands in [target, 2 x target). Too many watched blocks
@@ -209,14 +212,20 @@ double BlockResidencyTracker::sample_rate() const noexcept {
 void BlockResidencyTracker::steer(Timestamp now) {
   const double target = config_.residency_watched_per_second;
   if (target <= 0.0) return;
-  const double seconds = std::max(std::chrono::duration<double>(now - period_start_).count(), 1e-3);
+  const double elapsed = std::chrono::duration<double>(now - period_start_).count();
+  const double seconds = std::max(elapsed, 1e-6);
   const double observed = static_cast<double>(period_watched_) / seconds;
+  const bool enough =
+      period_watched_ >= kSteerEvidence && (elapsed >= 1e-3 || period_watched_ >= kBurstEvidence);
+  // Ratios are clamped before the logarithm: no infinity reaches the cast.
+  constexpr double kWidest = 0x1p40;
   int change = 0;
-  if (period_watched_ >= kSteerEvidence && observed > 2.0 * target) {
-    change = static_cast<int>(std::floor(std::log2(observed / target)));
+  if (enough && observed > 2.0 * target) {
+    change = static_cast<int>(std::floor(std::log2(std::min(observed / target, kWidest))));
   } else if (seconds >= 1.0 && observed < 0.5 * target) {
-    change = period_watched_ == 0 ? -static_cast<int>(kMaxShift)
-                                  : -static_cast<int>(std::ceil(std::log2(target / observed)));
+    change = period_watched_ == 0
+                 ? -static_cast<int>(kMaxShift)
+                 : -static_cast<int>(std::ceil(std::log2(std::min(target / observed, kWidest))));
   }
   const std::uint64_t alive = stats_.tracked_blocks + logged_allocations_;  // an upper bound
   if (alive >= config_.residency_max_watched_blocks) change = std::max(change, 1);
@@ -251,6 +260,7 @@ void BlockResidencyTracker::thin(unsigned steps) {
   flush();
   const std::uint64_t keep_below = steps >= 64 ? 0 : (~std::uint64_t{0} >> steps);
   thinned_.clear();
+  thinned_.reserve(watched_.size());  // may throw: nothing changed yet
   watched_.for_each([&](std::uint64_t block, std::uint32_t pos) {
     BlockLife& life = lives_[pos];
     const bool keep = detail::splitmix64(thinning_state_) <= keep_below && life.shift + steps <= 62;
@@ -285,15 +295,15 @@ void BlockResidencyTracker::apply(const LoggedEvent& e) {
       erase(e.block);
       return;
     case EventKind::evicted:
-    case EventKind::reset:
+    case EventKind::reset: {
+      const std::uint64_t weight = std::uint64_t{1} << life->shift;
       record_eviction(e.block, e.hash, *life,
                       e.kind == EventKind::reset ? EvictionReason::reset : EvictionReason::capacity,
                       e.now);
-      erase(e.block);
-      if (ghosts_ && e.kind == EventKind::evicted) {
-        ghosts_->record(e.hash, e.stamp, std::uint64_t{1} << life->shift);
-      }
+      erase(e.block);  // `life` is not to be read after this
+      if (ghosts_ && e.kind == EventKind::evicted) ghosts_->record(e.hash, e.stamp, weight);
       return;
+    }
     case EventKind::allocated:
     case EventKind::miss: return;  // handled above
   }

@@ -170,6 +170,9 @@ ShardInbox::ShardInbox(asio::any_io_executor shard_executor, std::chrono::nanose
 
 ShardInbox::~ShardInbox() {
   for (detail::HopOp* op : pending_) delete op;
+  // An interrupted drain never resumed: what it had not handed on.
+  for (std::size_t i = posted_; i < spare_.size(); ++i) delete spare_[i];
+  for (std::size_t i = deferred_posted_; i < deferred_.size(); ++i) delete deferred_[i];
 }
 
 void ShardInbox::submit(std::unique_ptr<detail::HopOp> op) {
@@ -204,8 +207,12 @@ void ShardInbox::post_drain() noexcept {
   }
 }
 
+// A drain that an exception interrupts (no memory for a completion batch or
+// a post) resumes where it stopped: the ops it had not run or completed stay
+// in spare_ and deferred_ with their cursors, the drain re-posts itself
+// before the exception leaves, and the next drain finds spare_ non-empty.
 void ShardInbox::drain() {
-  {
+  if (spare_.empty()) {
     std::lock_guard lock(mutex_);
     spare_.swap(pending_);  // pending_ keeps the spare's capacity
     has_pending_.store(false, std::memory_order_relaxed);
@@ -213,7 +220,18 @@ void ShardInbox::drain() {
       drain_scheduled_ = false;
       return;
     }
+    ran_ = 0;
+    posted_ = 0;
   }
+  try {
+    run_and_complete();
+  } catch (...) {
+    post_drain();  // resume later; if even that fails, the next submit kicks it
+    throw;
+  }
+}
+
+void ShardInbox::run_and_complete() {
   // Completions go out in chunks of about kCompletionChunk of shard time:
   // the callers resume their coroutines (and queue their next operations)
   // while the shard runs the rest, instead of the two taking turns, each
@@ -222,15 +240,13 @@ void ShardInbox::drain() {
   // for the end of the drain (posting them early measured 10% slower on
   // kvscope bench, whose clients run on the shard threads).
   constexpr auto kCompletionChunk = std::chrono::microseconds(2);
-  std::size_t posted = 0;
   auto chunk_start = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < spare_.size(); ++i) {
-    spare_[i]->run();
-    if (i + 1 == spare_.size()) break;  // the last chunk goes after the decision below
+  while (ran_ < spare_.size()) {
+    spare_[ran_++]->run();
+    if (ran_ == spare_.size()) break;  // the last chunk goes after the decision below
     const auto now = std::chrono::steady_clock::now();
     if (now - chunk_start < kCompletionChunk) continue;
-    post_early(posted, i + 1);
-    posted = i + 1;
+    post_early(ran_);
     chunk_start = now;
   }
   bool more = false;
@@ -243,9 +259,10 @@ void ShardInbox::drain() {
     more = !pending_.empty();
     if (more || poll_.count() == 0) drain_scheduled_ = more;
   }
-  post_completions(deferred_.data(), deferred_.data() + deferred_.size());
+  post_completions(deferred_, deferred_posted_, deferred_.size());
   deferred_.clear();
-  post_completions(spare_.data() + posted, spare_.data() + spare_.size());
+  deferred_posted_ = 0;
+  post_completions(spare_, posted_, spare_.size());
   spare_.clear();
   if (!more && poll_.count() == 0) return;
   if (!more && poll_for_work()) {
@@ -275,36 +292,40 @@ bool ShardInbox::poll_for_work() const noexcept {
   }
 }
 
-// Posts the completions of spare_[first, last) except those of callers on
-// shard threads, which join deferred_ (kept in order, and posted before
-// any later op of theirs).
-void ShardInbox::post_early(std::size_t first, std::size_t last) {
-  std::size_t begin = first;
-  while (begin < last) {
-    std::size_t end = begin;
-    while (end < last && !spare_[end]->caller_on_shard_thread()) ++end;
-    post_completions(spare_.data() + begin, spare_.data() + end);
-    for (begin = end; begin < last && spare_[begin]->caller_on_shard_thread(); ++begin) {
-      deferred_.push_back(spare_[begin]);
+// Posts the completions of spare_[posted_, last) except those of callers on
+// shard threads, which join deferred_ (kept in order, and posted before any
+// later op of theirs). Advances posted_ past what it handed on.
+void ShardInbox::post_early(std::size_t last) {
+  while (posted_ < last) {
+    if (spare_[posted_]->caller_on_shard_thread()) {
+      deferred_.push_back(spare_[posted_]);  // may throw: posted_ stays
+      ++posted_;
+      continue;
     }
+    std::size_t end = posted_;
+    while (end < last && !spare_[end]->caller_on_shard_thread()) ++end;
+    post_completions(spare_, posted_, end);
   }
 }
 
-void ShardInbox::post_completions(detail::HopOp* const* first, detail::HopOp* const* last) {
-  // One completion batch per run of ops sharing a home executor.
-  detail::HopOp* const* begin = first;
-  while (begin < last) {
-    detail::HopOp* const* end = begin + 1;
-    while (end < last && (*end)->home() == (*begin)->home()) ++end;
+// Posts ops[next, last) as completion batches, one per run of ops sharing a
+// home executor, advancing `next` past each batch as the batch takes its
+// ops over. If a post throws, that batch's ops are destroyed with it (as
+// work never completed is, shard_hop.hpp); `next` is already past them.
+void ShardInbox::post_completions(std::vector<detail::HopOp*>& ops, std::size_t& next,
+                                  std::size_t last) {
+  while (next < last) {
+    std::size_t end = next + 1;
+    while (end < last && ops[end]->home() == ops[next]->home()) ++end;
     detail::HopBatch batch;
-    batch.assign(begin, end);
+    batch.assign(ops.data() + next, ops.data() + end);  // may throw: nothing owned yet
     // A tracked copy: the caller's io_context keeps outstanding work until
     // this post has fully returned (it signals the caller's condition
     // variable after queueing), so its run() cannot return and the context
     // be destroyed under us. (An untracked copy raced exactly so: TSan.)
-    const asio::any_io_executor home = (*begin)->home();
+    const asio::any_io_executor home = ops[next]->home();
+    next = end;
     asio::post(home, [batch = std::move(batch)]() mutable { batch.complete_all(); });
-    begin = end;
   }
 }
 

@@ -170,8 +170,10 @@ struct ResidencySnapshot {
 class BlockResidencyTracker final : public PrefixCacheObserver {
  public:
   /// Reads `cache`'s eviction counter and pool size and steers its sample
-  /// rate (set_observer_sample_rate); does not install itself (ShardMetrics
-  /// does: cache.set_observer(&tracker, tracker.observer_options())).
+  /// rate (set_observer_sample_rate, unwatch); does not install itself
+  /// (ShardMetrics does: cache.set_observer(&tracker,
+  /// tracker.observer_options())). Precondition for steering: the tracker is
+  /// the cache's installed observer (it changes the cache's sampler).
   /// Throws std::invalid_argument on a bad config.
   BlockResidencyTracker(PrefixCache& cache, const MetricsConfig& config);
 
@@ -189,8 +191,11 @@ class BlockResidencyTracker final : public PrefixCacheObserver {
   /// An admission missed at `missed` (LookupResult::first_miss_hash): looks
   /// it up in the ghosts. O(1).
   void check_refault(const BlockHash& missed);
-  /// Periodic: lets the sampler raise a rate that watches too few blocks
-  /// (no watched allocation may come to do it). O(1).
+  /// Periodic, about once a second (ShardMetrics::tick calls it, and the
+  /// runtime ticks every snapshot): lets the sampler raise a rate that
+  /// watches too few blocks, which no watched allocation may come to do.
+  /// Without ticks the rate still falls but rises only at watched
+  /// allocations. O(1), or O(watched blocks) when it lowers the rate.
   void tick(Timestamp now);
 
   /// Applies the logged events. Queries below call it first.
@@ -203,8 +208,10 @@ class BlockResidencyTracker final : public PrefixCacheObserver {
   static constexpr std::size_t kLogCapacity = 256;
   /// The lowest rate the sampler goes down to: 2^-kMaxShift.
   static constexpr unsigned kMaxShift = 40;
-  /// Watched allocations a period needs before the rate may be lowered.
+  /// Watched allocations a period needs before the rate may be lowered,
+  /// over at least a millisecond; or kBurstEvidence in less time.
   static constexpr std::uint64_t kSteerEvidence = 32;
+  static constexpr std::uint64_t kBurstEvidence = 1024;
 
  private:
   enum class EventKind : std::uint8_t {

@@ -28,8 +28,8 @@ std::string_view to_string(ShardOperation kind) noexcept;
 
 /// Time operations spent on their shard's thread: the service time, from the
 /// start of an operation's work to its end, without the queueing and the
-/// hops that await-to-resume latency adds. Every `sampling`-th operation is
-/// timed (two clock reads) and recorded with weight `sampling`, so a
+/// hops that await-to-resume latency adds. Every `sampling`-th operation of
+/// each kind is timed (two clock reads) and recorded with weight `sampling`, so a
 /// histogram's count estimates all operations of its kind; `operations`
 /// counts them exactly. Merge with +=.
 struct ServiceTimes {

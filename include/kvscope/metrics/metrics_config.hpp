@@ -43,8 +43,9 @@ struct MetricsConfig {
   /// every evicted block's figures while the rate moves. 0 turns steering
   /// off: the rate stays residency_sample_rate. >= 0, finite.
   double residency_watched_per_second = 1000;
-  /// The sampler lowers the rate when this many watched blocks are alive
-  /// (~80 bytes each) and does not raise it above half; >= 1.
+  /// With steering on, the sampler lowers the rate when this many watched
+  /// blocks are alive (~80 bytes each) and does not raise it above half;
+  /// >= 1. (A fixed rate is left as configured.)
   std::uint32_t residency_max_watched_blocks = 65536;
   std::uint64_t residency_seed = 0x6b76'7363'6f70'6532;
   /// Recent eviction events kept for JSON/CSV output; 0 keeps none.

@@ -260,8 +260,9 @@ class ShardInbox {
 
  private:
   void drain();
-  void post_early(std::size_t first, std::size_t last);
-  void post_completions(detail::HopOp* const* first, detail::HopOp* const* last);
+  void run_and_complete();
+  void post_early(std::size_t last);
+  void post_completions(std::vector<detail::HopOp*>& ops, std::size_t& next, std::size_t last);
   bool poll_for_work() const noexcept;
 
   asio::any_io_executor executor_;
@@ -270,8 +271,15 @@ class ShardInbox {
   bool drain_scheduled_ = false;          // guarded by mutex_
   std::atomic<bool> has_pending_{false};  // pending_ is not empty: a hint for polling
   std::chrono::nanoseconds poll_;
-  std::vector<detail::HopOp*> spare_;     // shard thread only: recycled capacity
-  std::vector<detail::HopOp*> deferred_;  // shard thread only: completions held back
+  std::vector<detail::HopOp*> spare_;  // shard thread only: swapped with pending_ (capacity kept)
+  // Shard thread only: the current drain's ops (spare_), how many have run
+  // and how many have been handed on (posted, or moved to deferred_, the
+  // completions held back for callers on shard threads); kept across an
+  // exception so that the next drain resumes.
+  std::size_t ran_ = 0;
+  std::size_t posted_ = 0;
+  std::vector<detail::HopOp*> deferred_;
+  std::size_t deferred_posted_ = 0;
 };
 
 /// Runs `fn()` on `inbox`'s shard and completes `token` on the caller's

@@ -70,12 +70,14 @@ class RuntimeShard {
   // ---- the shard's thread only ----
   bool accepting() const noexcept { return accepting_; }
   void set_accepting(bool accepting) noexcept { accepting_ = accepting; }
-  /// Every kServiceSampling-th operation is timed (ServiceTimes).
+  /// Every kServiceSampling-th operation of each kind is timed
+  /// (ServiceTimes); counting per kind keeps a client whose cycle of
+  /// operations divides 16 from always timing the same kind.
   static constexpr std::uint32_t kServiceSampling = 16;
   /// Counts an operation of `kind`; true when this one is to be timed.
   bool count_operation(ShardOperation kind) noexcept {
-    ++service_.operations[static_cast<std::size_t>(kind)];
-    return (++operations_ & (kServiceSampling - 1)) == 0;
+    ++operations_;
+    return (++service_.operations[static_cast<std::size_t>(kind)] & (kServiceSampling - 1)) == 0;
   }
   /// A timed operation of `kind` that began at `started` (service_clock()) ended now.
   void record_service(ShardOperation kind, std::int64_t started) noexcept;
