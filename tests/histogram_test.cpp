@@ -508,3 +508,26 @@ TEST(Histogram, ToJsonOfEmptyParsesWithZeros) {
 
 }  // namespace
 }  // namespace kvscope
+
+namespace kvscope {
+namespace {
+
+// Weighted records (residency samples standing for 2^30 blocks each) pass
+// 2^64 quickly: sum() saturates, sum_as_double() and mean() go on.
+TEST(HistogramWeightedSum, SumAsDoubleKeepsGoingPastTwoToTheSixtyFour) {
+  Histogram h(HistogramLayout{(std::uint64_t{1} << 42) - 1, 7});
+  h.record_n(std::uint64_t{1} << 40, std::uint64_t{1} << 30);
+  h.record_n(std::uint64_t{1} << 40, std::uint64_t{1} << 30);
+  EXPECT_EQ(h.sum(), UINT64_MAX);
+  EXPECT_DOUBLE_EQ(h.sum_as_double(), 0x1p71);
+  EXPECT_DOUBLE_EQ(h.mean(), 0x1p40);
+  Histogram one(h.layout());
+  one.record_n(std::uint64_t{1} << 40, std::uint64_t{1} << 30);
+  h.subtract(one);
+  EXPECT_DOUBLE_EQ(h.sum_as_double(), 0x1p70);
+  h.clear();
+  EXPECT_EQ(h.sum_as_double(), 0.0);
+}
+
+}  // namespace
+}  // namespace kvscope

@@ -125,7 +125,7 @@ void PrometheusWriter::histogram(std::string_view name, std::string_view help,
   }
   f.samples.push_back(
       sample_line(base + "_bucket", with(labels, "le", "+Inf"), as_double(h.count())));
-  f.samples.push_back(sample_line(base + "_sum", labels, as_double(h.sum()) * scale));
+  f.samples.push_back(sample_line(base + "_sum", labels, h.sum_as_double() * scale));
   f.samples.push_back(sample_line(base + "_count", labels, as_double(h.count())));
 }
 

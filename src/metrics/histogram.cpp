@@ -71,6 +71,7 @@ void Histogram::record_n(std::uint64_t value, std::uint64_t times) noexcept {
   }
   count_ += times;
   sum_ = saturating_add(sum_, saturating_mul(value, times));
+  sum_f_ += static_cast<double>(value) * static_cast<double>(times);
   if (value < min_) min_ = value;
   if (value > max_) max_ = value;
 }
@@ -83,6 +84,7 @@ void Histogram::merge(const Histogram& other) {
   count_ += other.count_;
   overflow_ += other.overflow_;
   sum_ = saturating_add(sum_, other.sum_);
+  sum_f_ += other.sum_f_;
   if (other.count_ > 0) {
     min_ = std::min(min_, other.min_);
     max_ = std::max(max_, other.max_);
@@ -97,6 +99,7 @@ void Histogram::subtract(const Histogram& other) {
   count_ -= other.count_;
   overflow_ -= other.overflow_;
   sum_ -= std::min(sum_, other.sum_);
+  sum_f_ = std::max(0.0, sum_f_ - other.sum_f_);
   if (count_ == 0) {
     clear();
     return;
@@ -114,11 +117,12 @@ void Histogram::subtract(const Histogram& other) {
 void Histogram::clear() noexcept {
   std::fill(counts_.begin(), counts_.end(), 0);
   count_ = overflow_ = sum_ = max_ = 0;
+  sum_f_ = 0;
   min_ = UINT64_MAX;
 }
 
 double Histogram::mean() const noexcept {
-  return count_ == 0 ? 0.0 : static_cast<double>(sum_) / static_cast<double>(count_);
+  return count_ == 0 ? 0.0 : sum_f_ / static_cast<double>(count_);
 }
 
 std::uint64_t Histogram::quantile(double q) const {

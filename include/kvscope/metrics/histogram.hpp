@@ -56,7 +56,12 @@ class Histogram {
   std::uint64_t overflow_count() const noexcept { return overflow_; }
   /// Exact sum of recorded values (saturates at 2^64-1).
   std::uint64_t sum() const noexcept { return sum_; }
-  /// Exact; 0 when empty.
+  /// The sum as a double: sum() up to 2^53, rounded beyond, and it never
+  /// saturates. Weighted records (record_n with large counts, e.g. residency
+  /// samples standing for 2^14 blocks) reach 2^64 ns within hours; exports
+  /// and mean() use this one.
+  double sum_as_double() const noexcept { return sum_f_; }
+  /// sum_as_double() / count(); 0 when empty.
   double mean() const noexcept;
   /// Exact smallest / largest recorded value; 0 when empty.
   std::uint64_t min() const noexcept { return count_ == 0 ? 0 : min_; }
@@ -92,6 +97,7 @@ class Histogram {
   std::uint64_t count_ = 0;
   std::uint64_t overflow_ = 0;
   std::uint64_t sum_ = 0;
+  double sum_f_ = 0;  // the same sum, unsaturated
   std::uint64_t min_ = UINT64_MAX;
   std::uint64_t max_ = 0;
 };
