@@ -49,12 +49,17 @@ void headline(fmt::memory_buffer& out, const LoadResult& r) {
     fmt::format_to(std::back_inserter(out), "    {}: {}\n", status, n);
 }
 
+// The shards' service time per admitted request (0 before any).
+double core_cost_per_request_us(const RuntimeSnapshot& s) {
+  const std::uint64_t requests = s.global.total.fresh.requests;
+  return requests > 0 ? s.service().total_ns() / 1e3 / static_cast<double>(requests) : 0.0;
+}
+
 // Two views of each operation: the time it spent on its shard's thread
 // (service: kvscope's own cost) and the time from co_await to resumption
 // (service plus queueing behind other clients' operations plus two hops).
 void latency_section(fmt::memory_buffer& out, const LoadResult& r) {
   const ServiceTimes service = r.final_snapshot->service();
-  const auto& g = r.final_snapshot->global.total.fresh;
   auto row = [&out](std::string_view name, const Histogram& h, std::uint64_t count) {
     const Percentiles p = percentiles_us(h);
     fmt::format_to(std::back_inserter(out),
@@ -73,12 +78,11 @@ void latency_section(fmt::memory_buffer& out, const LoadResult& r) {
   on_shard("allocate (lookup + allocate)", ShardOperation::allocate);
   on_shard("append (decode growth)", ShardOperation::append);
   on_shard("free", ShardOperation::free);
-  fmt::format_to(
-      std::back_inserter(out),
-      "  core cost per request: {:.2f} us on the shards ({:.0f} requests/s per busy "
-      "core)\n",
-      g.requests > 0 ? service.total_ns() / 1e3 / static_cast<double>(g.requests) : 0.0,
-      service.total_ns() > 0 ? static_cast<double>(g.requests) * 1e9 / service.total_ns() : 0.0);
+  const double cost_us = core_cost_per_request_us(*r.final_snapshot);
+  fmt::format_to(std::back_inserter(out),
+                 "  core cost per request: {:.2f} us on the shards ({:.0f} requests/s per busy "
+                 "core)\n",
+                 cost_us, cost_us > 0 ? 1e6 / cost_us : 0.0);
   fmt::format_to(std::back_inserter(out),
                  "\nop latency, await to resume: service + queueing behind {} clients + hops "
                  "(us)\n"
@@ -355,10 +359,7 @@ nlohmann::json bench_report_json(const LoadResult& r) {
     figures["count"] = service.operations[k];
     service_us[std::string(to_string(kind))] = std::move(figures);
   }
-  const double core_cost_us =
-      g.total.fresh.requests > 0
-          ? service.total_ns() / 1e3 / static_cast<double>(g.total.fresh.requests)
-          : 0.0;
+  const double core_cost_us = core_cost_per_request_us(s);
   nlohmann::json evictions;
   const EvictionCounts counts = g.evictions();
   for (std::size_t i = 0; i < kEvictionReasonCount; ++i)

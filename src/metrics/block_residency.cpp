@@ -199,16 +199,19 @@ double BlockResidencyTracker::sample_rate() const noexcept {
   return std::ldexp(1.0, -static_cast<int>(shift_));
 }
 
-// Called at each watched allocation and tick. Over twice the target (with
-// enough evidence: kSteerEvidence samples over at least a millisecond, or
-// kBurstEvidence samples in less; every block of one operation carries the
-// same timestamp, so a large request alone at a light load must not read as
-// a flood): lower the rate by the largest power of two at most the
-// excess. Under half of it over a whole period: raise it by the smallest
-// power of two at least the shortfall (to the highest rate if nothing was
-// watched). Either way the expected rate lands in [target, 2 x target). Too many watched blocks
-// alive: lower it one step, and do not raise it above half of the limit. A period ends at each
-// decision and after a second, so the figures follow the load.
+// Called at each watched allocation and tick.
+//  - Over twice the target, with enough evidence (kSteerEvidence samples
+//    over at least a millisecond, or kBurstEvidence in less: every block of
+//    one operation carries the same timestamp, so one large request at a
+//    light load must not read as a flood): lower the rate by the largest
+//    power of two at most the excess.
+//  - Under half of it over a whole period: raise it by the smallest power
+//    of two at least the shortfall (to the highest rate if nothing was
+//    watched). Either way the expected rate lands in [target, 2 x target).
+//  - Too many watched blocks alive: lower it one step, and do not raise it
+//    above half of the limit.
+// A period ends at each decision and after a second, so the figures follow
+// the load.
 void BlockResidencyTracker::steer(Timestamp now) {
   const double target = config_.residency_watched_per_second;
   if (target <= 0.0) return;
