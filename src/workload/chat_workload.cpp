@@ -25,11 +25,36 @@ std::uint64_t stream_key(std::uint64_t seed, std::uint64_t kind, std::uint64_t s
 constexpr std::uint64_t kSystemPromptStream = 1;
 constexpr std::uint64_t kConversationStream = 2;
 
-/// Counter-based tokens: position `pos` of the stream keyed `key`, in a
-/// 131,072-token vocabulary. One multiply per token (the loop vectorises).
+/// Counter-based tokens in a 131,072-token vocabulary: position `pos` of
+/// the stream keyed `key` is 17 bits of SplitMix64's output for state
+/// key + pos / 3 (three tokens per output, so a token costs a third of a
+/// mix). Every group of positions is mixed on its own: the former bare
+/// multiply (pos * constant) made a block depend on little more than its
+/// first token's bits, so unrelated streams shared whole blocks now and then
+/// (and, routed to different shards, broke the KV event stream's "one
+/// chain, one shard").
+std::uint64_t stream_mix(std::uint64_t key, std::uint64_t group) noexcept {
+  std::uint64_t state = key + group;
+  return detail::splitmix64(state);
+}
+
+constexpr TokenId token_of(std::uint64_t mixed, std::uint64_t lane) noexcept {
+  return static_cast<TokenId>((mixed >> (47 - 17 * lane)) & ((std::uint64_t{1} << 17) - 1));
+}
+
 void write_stream(std::uint64_t key, std::uint32_t first_pos, std::span<TokenId> out) {
-  for (std::size_t i = 0; i < out.size(); ++i)
-    out[i] = static_cast<TokenId>(((key + first_pos + i) * 0x9E3779B97F4A7C15ULL) >> 47);
+  std::uint64_t pos = first_pos;
+  std::size_t i = 0;
+  const std::size_t n = out.size();
+  for (; i < n && pos % 3 != 0; ++i, ++pos) out[i] = token_of(stream_mix(key, pos / 3), pos % 3);
+  for (std::uint64_t group = pos / 3; i + 3 <= n; i += 3, ++group) {  // whole groups
+    const std::uint64_t mixed = stream_mix(key, group);
+    out[i] = token_of(mixed, 0);
+    out[i + 1] = token_of(mixed, 1);
+    out[i + 2] = token_of(mixed, 2);
+  }
+  pos = first_pos + i;
+  for (; i < n; ++i, ++pos) out[i] = token_of(stream_mix(key, pos / 3), pos % 3);
 }
 
 }  // namespace

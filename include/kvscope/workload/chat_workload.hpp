@@ -20,7 +20,7 @@
 //
 // Thread rules: next() mutates (one thread at a time, or a lock); tokens()
 // and salt() are const and safe from any thread. Cost: next() O(1);
-// tokens() about one multiply per token.
+// tokens() under one multiply per token.
 #pragma once
 
 #include <cstdint>
