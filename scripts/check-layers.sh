@@ -11,7 +11,7 @@
 # Floors, bottom to top (a path is matched relative to include/kvscope/ or
 # src/, first rule wins):
 #   1 ground     types, result, clock, detail/
-#   2 core       block_hasher, prefix_cache, prefix_cache_stats, cache_events, eviction_policy, eviction/
+#   2 core       block_hasher, kv_cache_groups, prefix_cache, prefix_cache_stats, cache_events, eviction_policy, eviction/
 #   3 metrics    metrics/, events/ (what a shard collects, and what it tells routers)
 #   4 analytics  analytics/
 #   5 runtime    runtime/
@@ -34,7 +34,7 @@ floor_names=(unknown ground core metrics analytics runtime export top)
 floor_of() {
   case "$1" in
     types.* | result.* | clock.* | detail/*) echo 1 ;;
-    block_hasher.* | prefix_cache.* | prefix_cache_stats.* | cache_events.* | eviction_policy.* | eviction/*) echo 2 ;;
+    block_hasher.* | kv_cache_groups.* | prefix_cache.* | prefix_cache_stats.* | cache_events.* | eviction_policy.* | eviction/*) echo 2 ;;
     metrics/* | events/*) echo 3 ;;
     analytics/*) echo 4 ;;
     runtime/*) echo 5 ;;
