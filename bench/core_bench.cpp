@@ -98,6 +98,31 @@ BENCHMARK(BM_CoreRequestCycleVerify)
     ->Arg(1)
     ->Unit(benchmark::kMicrosecond);
 
+// The LRU cycle on a hybrid-attention layout (issue 21): groups:1 is the
+// single full-attention group (BM_CoreRequestCycle's LRU row, for the ratio
+// inside one run); groups:2 adds a sliding-window group (window 4,096,
+// blocks of 16) over the same pool, so every request takes a block table
+// per group. Target: groups:2 <= 2x groups:1.
+void BM_CoreRequestCycleHybrid(benchmark::State& state) {
+  const auto prompts = make_prompts();
+  kvscope::PrefixCacheConfig config;
+  config.num_blocks = kPoolBlocks;
+  config.block_size = kBlockSize;
+  if (state.range(0) == 2) {
+    config.groups = {{kvscope::AttentionKind::full_attention, kBlockSize, 0, 1},
+                     {kvscope::AttentionKind::sliding_window, kBlockSize, 4'096, 1}};
+  }
+  kvscope::PrefixCache cache(config);
+  run_request_cycles(state, cache, [&](std::uint64_t id) {
+    return kvscope::Request::with_tokens(kvscope::RequestId{id}, prompts[id % kPrompts]);
+  });
+}
+BENCHMARK(BM_CoreRequestCycleHybrid)
+    ->ArgName("groups")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMicrosecond);
+
 // The same cycle with hashes computed up front (engines that hash themselves,
 // trace replay): the bookkeeping alone.
 void BM_CoreRequestCycleBookkeeping(benchmark::State& state) {

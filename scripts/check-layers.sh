@@ -34,7 +34,7 @@ floor_names=(unknown ground core metrics analytics runtime export top)
 floor_of() {
   case "$1" in
     types.* | result.* | clock.* | detail/*) echo 1 ;;
-    block_hasher.* | kv_cache_groups.* | prefix_cache.* | prefix_cache_stats.* | cache_events.* | eviction_policy.* | eviction/*) echo 2 ;;
+    block_hasher.* | kv_cache_groups.* | prefix_cache.* | prefix_cache_blocks.* | prefix_cache_hybrid.* | prefix_cache_stats.* | cache_events.* | eviction_policy.* | eviction/*) echo 2 ;;
     metrics/* | events/*) echo 3 ;;
     analytics/*) echo 4 ;;
     runtime/*) echo 5 ;;

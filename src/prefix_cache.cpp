@@ -6,63 +6,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "detail/hash_mix.hpp"
-#include "detail/slot_table.hpp"
-#include "detail/twin_set.hpp"
-#include "eviction/arc_policy.hpp"
-#include "eviction/eviction_policy.hpp"
-#include "eviction/lfu_policy.hpp"
-#include "eviction/lru_policy.hpp"
-#include "eviction/s3fifo_policy.hpp"
+#include "prefix_cache_blocks.hpp"
 
 namespace kvscope {
-
-// Block invariants (detail::BlockSlot):
-//  - ref_count = number of live request block tables holding the block;
-//  - cached <=> the block's hash is in index_ and maps to this block;
-//  - ref_count == 0 && cached   <=> the block is in the policy's evictable set;
-//  - ref_count == 0 && !cached  <=> the block is in the uncached_ free list;
-//  - a block in twins_ is live (ref_count > 0), not cached, has `twin` set
-//    (and no other block has) and keeps in `hash` a hash another, cached
-//    block holds, whose `may_have_twins` is set.
-using BlockMeta = detail::BlockSlot;
-
-// A live request. Invariants: blocks.size() == ceil(num_tokens / block_size);
-// blocks [0, hashed_blocks) had a hash when they were filled (a block whose
-// hash was already resident elsewhere stays private and uncached); token mode
-// keeps the tokens after the last hashed block in `partial`.
-struct PrefixCache::RequestState {
-  RequestId id;
-  std::vector<BlockId> blocks;
-  std::uint32_t num_tokens = 0;
-  std::uint32_t hashed_blocks = 0;
-  BlockHash last_hash;         // parent of the next block to be hashed
-  BlockHash last_fingerprint;  // the same in the verification chain (verify_tokens)
-  std::vector<TokenId> partial;
-  ExtraKeys extras;
-  bool hash_mode = false;
-  bool sealed = false;
-};
-
-namespace {
-
-constexpr std::uint32_t kNoBlock = detail::kNil;
-
-std::uint32_t blocks_for(std::uint64_t tokens, std::uint32_t block_size) {
-  return static_cast<std::uint32_t>((tokens + block_size - 1) / block_size);
-}
-
-// The verification chain is keyed apart from the block-hash chain, so a
-// collision in one says nothing about the other.
-HashSeed fingerprint_seed(HashSeed seed) { return HashSeed{seed.secret ^ 0x9e37'79b9'7f4a'7c15}; }
-
-// The fingerprint block i stores: 64 bits of the verification chain, never 0;
-// 0 (no fingerprint) when the chain is empty (nothing verified).
-std::uint64_t stored_fingerprint(std::span<const BlockHash> chain, std::size_t i) {
-  return chain.empty() ? 0 : chain[i].low | 1;
-}
-
-}  // namespace
 
 void PrefixCacheConfig::validate() const {
   if (num_blocks == 0) throw std::invalid_argument("kvscope: num_blocks must be at least 1");
@@ -79,7 +25,36 @@ void PrefixCacheConfig::validate() const {
     throw std::invalid_argument("kvscope: s3fifo_small_ratio must be in (0, 1), got " +
                                 std::to_string(s3fifo_small_ratio));
   }
+  if (groups.empty()) return;
+  if (verify_tokens)
+    throw std::invalid_argument("kvscope: verify_tokens cannot be combined with groups");
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    if (groups[i].block_size != 0 && groups[i].block_size % block_size != 0) {
+      throw std::invalid_argument("kvscope: block_size (" + std::to_string(block_size) +
+                                  ", the hash block size with groups) must divide groups[" +
+                                  std::to_string(i) + "].block_size (" +
+                                  std::to_string(groups[i].block_size) + ")");
+    }
+  }
+  KvCacheLayout(groups, block_size, num_blocks);  // throws naming the field
 }
+
+namespace {
+
+std::unique_ptr<KvCacheLayout> make_layout(const PrefixCacheConfig& config) {
+  if (config.groups.empty())
+    return std::make_unique<KvCacheLayout>(KvCacheLayout::single(config.block_size));
+  return std::make_unique<KvCacheLayout>(config.groups, config.block_size, config.num_blocks);
+}
+
+// One full-attention group of the hash block size is the single-group cache.
+bool is_hybrid(const KvCacheLayout& layout) {
+  const KvCacheGroupConfig& g = layout.groups().front();
+  return layout.group_count() > 1 || g.kind != AttentionKind::full_attention ||
+         g.block_size != layout.hash_block_size();
+}
+
+}  // namespace
 
 void ObserverOptions::validate() const {
   if (!(sample_rate > 0.0 && sample_rate <= 1.0)) {
@@ -108,6 +83,8 @@ Request Request::with_hashes(RequestId id, std::uint32_t num_tokens,
 
 PrefixCache::PrefixCache(const PrefixCacheConfig& config)
     : config_((config.validate(), config)),
+      layout_(make_layout(config)),
+      hybrid_(is_hybrid(*layout_)),
       hasher_(config.block_size, config.hash_seed, config.hash_bits),
       blocks_(config.num_blocks),
       links_(blocks_.data()),
@@ -141,14 +118,6 @@ double PrefixCache::usage() const noexcept {
 
 std::optional<BlockId> PrefixCache::find(const BlockHash& hash) const { return find_block(hash); }
 
-[[gnu::always_inline]] inline std::optional<BlockId> PrefixCache::find_block(
-    const BlockHash& hash) const {
-  const auto entry =
-      index_->find(detail::fold(hash), [&](std::uint32_t b) { return blocks_[b].hash == hash; });
-  if (!entry) return std::nullopt;
-  return BlockId{*entry};
-}
-
 std::optional<BlockHash> PrefixCache::block_hash(BlockId id) const {
   const BlockMeta& meta = blocks_.at(id.value);
   if (!meta.cached) return std::nullopt;
@@ -158,9 +127,20 @@ std::optional<BlockHash> PrefixCache::block_hash(BlockId id) const {
 std::uint32_t PrefixCache::ref_count(BlockId id) const { return blocks_.at(id.value).ref_count; }
 
 Result<std::span<const BlockId>> PrefixCache::block_table(RequestId id) const {
+  return block_table(id, 0);
+}
+
+Result<std::span<const BlockId>> PrefixCache::block_table(RequestId id, std::uint32_t group) const {
   const RequestState* state = find_request(id);
   if (state == nullptr) return Status::unknown_request;
-  return std::span<const BlockId>(state->blocks);
+  if (group >= layout_->group_count()) return Status::invalid_hashes;
+  if (!hybrid_) return std::span<const BlockId>(state->blocks);
+  return std::span<const BlockId>(state->group_blocks[group]);
+}
+
+std::optional<BlockId> PrefixCache::find(const BlockHash& hash, std::uint32_t group) const {
+  if (group >= layout_->group_count()) return std::nullopt;
+  return find_block(group_key(hash, group));
 }
 
 Result<std::uint32_t> PrefixCache::num_tokens(RequestId id) const {
@@ -197,18 +177,6 @@ const PrefixCache::RequestState* PrefixCache::find_request(RequestId id) const {
   return slot ? &request_states_[*slot] : nullptr;
 }
 
-// Calls fn with the concrete policy, so the per-block calls inside inline.
-template <class Fn>
-decltype(auto) PrefixCache::with_policy(Fn&& fn) {
-  switch (config_.policy) {
-    case EvictionPolicyKind::lru: return fn(static_cast<detail::LruPolicy&>(*policy_));
-    case EvictionPolicyKind::lfu: return fn(static_cast<detail::LfuPolicy&>(*policy_));
-    case EvictionPolicyKind::arc: return fn(static_cast<detail::ArcPolicy&>(*policy_));
-    case EvictionPolicyKind::s3fifo: return fn(static_cast<detail::S3FifoPolicy&>(*policy_));
-  }
-  throw std::logic_error("kvscope: PrefixCache has an unknown eviction policy");
-}
-
 // ---------------------------------------------------------------- lookup
 
 Result<void> PrefixCache::validate_shape(const Request& request) const {
@@ -222,7 +190,8 @@ Result<void> PrefixCache::validate_shape(const Request& request) const {
   } else {
     validate_extra_keys(request.extras);  // malformed extras are a caller bug: throws
   }
-  if (total > num_blocks()) return Status::request_too_large;
+  // With groups, allocate_hybrid counts the blocks every group needs.
+  if (!hybrid_ && total > num_blocks()) return Status::request_too_large;
   return {};
 }
 
@@ -301,7 +270,9 @@ LookupResult PrefixCache::probe(const Request& request, std::span<const BlockHas
 Result<LookupResult> PrefixCache::lookup(const Request& request) {
   if (const auto shape = validate_shape(request); !shape) return shape.status();
   const std::span<const BlockHash> hashes = request_hashes(request);
-  const LookupResult result = probe(request, hashes, request_fingerprints(request));
+  HybridHit unused;
+  const LookupResult result = hybrid_ ? probe_hybrid(request, hashes, unused)
+                                      : probe(request, hashes, request_fingerprints(request));
   QueryCounts& probes = stats_.probes;
   ++probes.requests;
   probes.query_tokens += request.token_count();
@@ -312,106 +283,6 @@ Result<LookupResult> PrefixCache::lookup(const Request& request) {
 }
 
 // ---------------------------------------------------------------- block moves
-
-// Takes one free block (an uncached one if any, else the policy's victim,
-// which loses its hash) and gives it ref count 1. Returns the block; adds 1
-// to `evicted_count` when a cached block was reclaimed.
-// Per-block hot path: inlined into every operation loop.
-template <class Policy>
-[[gnu::always_inline]] inline BlockId PrefixCache::take_free_block(Policy& policy,
-                                                                   std::uint32_t& evicted_count) {
-  assert(num_free_blocks() > 0);
-  std::uint32_t b;
-  if (!uncached_.empty()) {
-    b = links_.pop_front(uncached_);
-  } else {
-    ++evicted_count;
-    b = policy.evict().value;
-    BlockMeta& meta = blocks_[b];
-    if constexpr (requires { policy.next_victim(); }) {
-      // Evictions come in runs (one per new block): start loading the next
-      // victim's index slot now (its block slot is warm: the pop linked it).
-      const std::uint32_t next = policy.next_victim();
-      if (next != detail::kNil) index_->prefetch(detail::fold(blocks_[next].hash));
-    }
-    index_->erase(detail::fold(meta.hash), b);
-    meta.cached = false;
-    policy.on_evicted(BlockId{b}, meta.hash);
-    ++stats_.evictions;
-    bool hash_lives_on = false;
-    if (meta.may_have_twins) [[unlikely]] {
-      meta.may_have_twins = 0;
-      hash_lives_on = promote_twin(policy, meta.hash);
-    }
-    if (events_ != nullptr && !hash_lives_on) [[unlikely]]
-      events_->removed(meta.hash);
-    if (reports_uncache(meta)) [[unlikely]]
-      report_uncached(BlockId{b}, UncacheCause::reused);
-  }
-  blocks_[b].ref_count = 1;
-  if (observer_ != nullptr && --sample_countdown_ == 0) watch_if_sampled(BlockId{b});
-  return BlockId{b};
-}
-
-// Per-block hot path: inlined into every operation loop.
-template <class Policy>
-[[gnu::always_inline]] inline void PrefixCache::touch(Policy& policy, BlockId id) {
-  BlockMeta& meta = blocks_[id.value];
-  policy.on_touched(id, meta.ref_count == 0);
-  ++meta.ref_count;
-  if (meta.watched) [[unlikely]]
-    observer_->on_block_hit(id, event_time());
-}
-
-// Gives a block its hash unless another block already holds it (then the
-// block stays private: no duplicate entries). Returns whether it was cached.
-// `may_be_resident` false skips the probe when the caller has just seen the
-// hash absent (saves one index probe per new block on the allocate path).
-// Per-block hot path: inlined into every operation loop.
-template <class Policy>
-[[gnu::always_inline]] inline bool PrefixCache::cache_block(Policy& policy, BlockId id,
-                                                            const BlockHash& hash,
-                                                            bool may_be_resident,
-                                                            std::uint64_t fingerprint) {
-  if (may_be_resident) {
-    if (const auto holder = find_block(hash)) [[unlikely]] {
-      blocks_[holder->value].may_have_twins = 1;
-      keep_private(id, hash, fingerprint);
-      return false;
-    }
-  }
-  BlockMeta& meta = blocks_[id.value];
-  meta.hash = hash;
-  meta.cached = true;
-  meta.may_have_twins = 0;
-  if (!fingerprints_.empty()) fingerprints_[id.value] = fingerprint;
-  index_->insert(detail::fold(hash), id.value);
-  policy.on_cached(id, hash);
-  if (meta.watched) [[unlikely]]
-    observer_->on_block_cached(id, hash, event_time());
-  return true;
-}
-
-// Per-block hot path: inlined into every operation loop.
-template <class Policy>
-[[gnu::always_inline]] inline void PrefixCache::release(Policy& policy, BlockId id) {
-  BlockMeta& meta = blocks_[id.value];
-  assert(meta.ref_count > 0);
-  if (--meta.ref_count != 0) return;
-  if (meta.cached) {
-    policy.on_released(id);
-  } else {  // nothing worth keeping: reuse it before any cached block
-    links_.push_front(uncached_, id.value);
-    if (meta.twin) [[unlikely]] {
-      twins_->remove(detail::fold(meta.hash), id.value);
-      meta.twin = 0;
-    }
-  }
-  if (meta.watched) [[unlikely]] {
-    meta.watched = meta.cached;  // an uncached block's story ends at its release
-    observer_->on_block_released(id, meta.cached, event_time());
-  }
-}
 
 // A live block whose hash another block holds stays out of the index (no
 // duplicates) but is remembered with its hash and fingerprint, so that it
@@ -424,28 +295,6 @@ void PrefixCache::keep_private(BlockId id, const BlockHash& hash, std::uint64_t 
   if (!fingerprints_.empty()) fingerprints_[id.value] = fingerprint;
   twins_->add(detail::fold(hash), id.value,
               [this](std::uint32_t b) { return detail::fold(blocks_[b].hash); });
-}
-
-// The block holding `hash` was just reclaimed: the lowest-id twin, if any,
-// becomes its holder (it is live, so it joins no free list). Returns whether
-// one did.
-template <class Policy>
-[[gnu::noinline]] bool PrefixCache::promote_twin(Policy& policy, const BlockHash& hash) {
-  const std::uint64_t key = detail::fold(hash);
-  std::size_t matches = 0;
-  const auto twin = twins_->lowest(
-      key, [&](std::uint32_t b) { return blocks_[b].hash == hash; }, &matches);
-  if (!twin) return false;
-  twins_->remove(key, *twin);
-  BlockMeta& meta = blocks_[*twin];
-  meta.twin = 0;
-  meta.may_have_twins = matches > 1 ? 1 : 0;
-  meta.cached = true;
-  index_->insert(key, *twin);
-  policy.on_cached(BlockId{*twin}, hash);
-  if (meta.watched) [[unlikely]]
-    observer_->on_block_cached(BlockId{*twin}, hash, event_time());
-  return true;
 }
 
 // ---------------------------------------------------------------- observer
@@ -526,6 +375,8 @@ void PrefixCache::record_admission(const Request& request, const LookupResult& l
 
 Result<AllocateResult> PrefixCache::allocate(const Request& request) {
   begin_operation();
+  if (hybrid_) [[unlikely]]
+    return allocate_hybrid(request);
   return with_policy([&](auto& policy) { return allocate_with(policy, request); });
 }
 
@@ -720,7 +571,7 @@ Result<AppendResult> PrefixCache::append(RequestId id, std::span<const TokenId> 
     }
   }
   const auto num_new = static_cast<std::uint32_t>(tokens.size());
-  auto result = with_policy([&](auto& policy) {
+  auto result = hybrid_ ? append_hybrid(*state, tokens) : with_policy([&](auto& policy) {
     return grow(policy, *state, num_new, scratch_hashes_, scratch_fingerprints_,
                 std::span<const TokenId>(scratch_tokens_).first(completed * block_size()));
   });
@@ -740,6 +591,7 @@ Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_
   if (state->sealed) return Status::request_sealed;
   const std::uint64_t new_tokens = std::uint64_t{state->num_tokens} + num_new_tokens;
   if (new_tokens > UINT32_MAX) return Status::request_too_large;
+  if (hybrid_) return append_hashes_hybrid(*state, num_new_tokens, new_hashes);
   const std::uint64_t full = new_tokens / block_size();
   const std::uint64_t total = (new_tokens + block_size() - 1) / block_size();
   const std::uint64_t completing = full - state->hashed_blocks;
@@ -755,7 +607,15 @@ Result<AppendResult> PrefixCache::append_hashes(RequestId id, std::uint32_t num_
 
 void PrefixCache::set_event_log(CacheEventLog* log) noexcept {
   events_ = log;
-  if (events_ != nullptr) events_->set_block_size(block_size());
+  if (events_ == nullptr) return;
+  events_->set_block_size(block_size());
+  events_->set_groups(hybrid_ ? layout_->groups() : std::span<const KvCacheGroupConfig>());
+}
+
+// A cached block lost its key: BlockRemoved with the raw hash and its group.
+// Out of line: it sits in the eviction loop every allocation runs.
+[[gnu::noinline]] void PrefixCache::record_removed(const detail::BlockSlot& meta) {
+  events_->removed(group_key(meta.hash, meta.group), meta.group);
 }
 
 void PrefixCache::record_stored(bool cached, const Request& request,
@@ -801,7 +661,9 @@ Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrde
       result.cached_free_blocks += blocks_[block.value].cached ? 1 : 0;
     }
   };
-  if (order == FreeOrder::reverse) {
+  if (hybrid_) [[unlikely]] {
+    free_hybrid(policy, state, order, result);
+  } else if (order == FreeOrder::reverse) {
     std::for_each(state.blocks.rbegin(), state.blocks.rend(), release_one);
   } else {
     std::for_each(state.blocks.begin(), state.blocks.end(), release_one);
@@ -850,6 +712,10 @@ void PrefixCache::check_invariants() const {
     const RequestState& state = request_states_[slot];
     const RequestId id = state.id;
     if (request_slot_.find(id.value) != slot) fail("request slot holds another id");
+    if (hybrid_) {
+      check_hybrid_request(state, holders);
+      continue;
+    }
     if (state.blocks.size() != blocks_for(state.num_tokens, block_size())) {
       fail("request " + std::to_string(id.value) + " has a block table of the wrong length");
     }

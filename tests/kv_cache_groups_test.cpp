@@ -149,6 +149,18 @@ TEST(HybridHit, DifferentBlockSizesAlignToTheSchedulerBlock) {
   EXPECT_EQ(after.groups[1].blocks, 4u);
 }
 
+// Two full-attention groups of different block sizes are two spec groups:
+// each is looked up (the second is not taken for the first's prefix).
+TEST(HybridHit, EachFullAttentionGroupIsLookedUp) {
+  const KvCacheLayout layout({full(16), full(32)});
+  const HybridHit hit = layout.longest_hit(100, [](std::uint32_t g, std::uint32_t i) {
+    return g == 0 ? i < 6 : i < 1;  // 96 tokens cached for blocks of 16, 32 for blocks of 32
+  });
+  EXPECT_EQ(hit.tokens, 32u);
+  EXPECT_EQ(hit.groups[0].blocks, 2u);
+  EXPECT_EQ(hit.groups[1].blocks, 1u);
+}
+
 // Three specs: a later group can shrink the candidate below what an earlier
 // one served, so rounds repeat (a single pass would answer 48 here).
 TEST(HybridHit, RoundsRepeatUntilNoGroupShrinksTheCandidate) {

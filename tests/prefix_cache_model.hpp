@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -238,6 +239,19 @@ class Choices {
   virtual std::uint32_t uniform(std::uint32_t lo, std::uint32_t hi) = 0;
   /// True with probability p.
   virtual bool chance(double p) = 0;
+};
+
+/// Choices from a seeded Mersenne Twister: each seed is one reproducible run.
+class SeededChoices : public Choices {
+ public:
+  explicit SeededChoices(std::uint32_t seed) : rng_(seed) {}
+  std::uint32_t uniform(std::uint32_t lo, std::uint32_t hi) override {
+    return std::uniform_int_distribution<std::uint32_t>(lo, hi)(rng_);
+  }
+  bool chance(double p) override { return std::bernoulli_distribution(p)(rng_); }
+
+ private:
+  std::mt19937 rng_;
 };
 
 /// Random operations on one cache, each checked against the Model.

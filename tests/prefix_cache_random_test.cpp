@@ -25,18 +25,7 @@ namespace {
 
 using testing_util::RandomOps;
 
-/// Choices from a seeded Mersenne Twister: each seed is one reproducible run.
-class SeededChoices : public testing_util::Choices {
- public:
-  explicit SeededChoices(std::uint32_t seed) : rng_(seed) {}
-  std::uint32_t uniform(std::uint32_t lo, std::uint32_t hi) override {
-    return std::uniform_int_distribution<std::uint32_t>(lo, hi)(rng_);
-  }
-  bool chance(double p) override { return std::bernoulli_distribution(p)(rng_); }
-
- private:
-  std::mt19937 rng_;
-};
+using testing_util::SeededChoices;
 
 struct RandomCase {
   EvictionPolicyKind policy;

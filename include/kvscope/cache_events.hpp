@@ -17,7 +17,9 @@
 // parent, absent when the run starts the chain), the run's tokens (token
 // mode; none in hash mode, where the cache never sees tokens), the index of
 // its first block in the chain and, when the request has any, a copy of its
-// extra keys (for the per-block extra keys on the wire).
+// extra keys (for the per-block extra keys on the wire). With KV cache
+// groups (hybrid attention) every run and removal also names its group, and
+// the log keeps the groups' specs (kind, block size, window) for the wire.
 //
 // Thread rules: the cache's thread fills it; hand it to another thread
 // whole (move it), never share it. Cost: with no log attached, nothing but
@@ -25,12 +27,15 @@
 // block (amortised, no allocation once the vectors have grown).
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "kvscope/block_hasher.hpp"
+#include "kvscope/kv_cache_groups.hpp"
 #include "kvscope/types.hpp"
 
 namespace kvscope {
@@ -49,6 +54,7 @@ struct StoredRun {
   BlockHash parent{};
   /// Index into CacheEventLog::extras, or kNoExtras when the request has none.
   std::uint32_t extras = kNoExtras;
+  std::uint8_t group = 0;  ///< KV cache group of the run's blocks
   static constexpr std::uint32_t kNoExtras = UINT32_MAX;
 };
 
@@ -56,6 +62,7 @@ struct StoredRun {
 /// removed hash (removed); unused for cleared.
 struct CacheEventRecord {
   CacheEventKind kind = CacheEventKind::cleared;
+  std::uint8_t group = 0;  ///< removed: the group the hash was cached for
   std::uint32_t index = 0;
 };
 
@@ -70,6 +77,21 @@ class CacheEventLog {
 
   std::uint32_t block_size() const noexcept { return block_size_; }
   void set_block_size(std::uint32_t block_size) noexcept { block_size_ = block_size; }
+  /// The KV cache groups runs and removals name (at most kMaxKvCacheGroups;
+  /// extra ones are ignored). Empty (the default): one full-attention group
+  /// of block_size() tokens.
+  void set_groups(std::span<const KvCacheGroupConfig> groups) noexcept {
+    group_count_ = static_cast<std::uint32_t>(std::min(groups.size(), groups_.size()));
+    std::copy_n(groups.begin(), group_count_, groups_.begin());
+  }
+  std::span<const KvCacheGroupConfig> groups() const noexcept {
+    return std::span<const KvCacheGroupConfig>(groups_).first(group_count_);
+  }
+  /// Group g's spec; one full-attention group of block_size() without groups.
+  KvCacheGroupConfig group(std::uint32_t g) const noexcept {
+    if (g < group_count_) return groups_[g];
+    return KvCacheGroupConfig{AttentionKind::full_attention, block_size_, 0, 1};
+  }
 
   // ---- the cache's side ----
   /// Block `index` of a chain was just cached with `hash`. Extends the open
@@ -80,9 +102,9 @@ class CacheEventLog {
   /// `parent` null: the block starts the chain. Inline: the cache calls it
   /// for every block it caches.
   void stored_block(const BlockHash& hash, const BlockHash* parent, std::span<const TokenId> tokens,
-                    std::uint32_t index, const ExtraKeys& extras) {
-    if (!open_ || index != next_index_) [[unlikely]]
-      open_run(parent, index, extras);
+                    std::uint32_t index, const ExtraKeys& extras, std::uint8_t group = 0) {
+    if (!open_ || index != next_index_ || group != runs_.back().group) [[unlikely]]
+      open_run(parent, index, extras, group);
     StoredRun& run = runs_.back();
     hashes_.push_back(hash);
     ++run.block_count;
@@ -91,8 +113,9 @@ class CacheEventLog {
     next_index_ = index + 1;
   }
   void stored_block(const BlockHash& hash, const std::optional<BlockHash>& parent,
-                    std::span<const TokenId> tokens, std::uint32_t index, const ExtraKeys& extras) {
-    stored_block(hash, parent ? &*parent : nullptr, tokens, index, extras);
+                    std::span<const TokenId> tokens, std::uint32_t index, const ExtraKeys& extras,
+                    std::uint8_t group = 0) {
+    stored_block(hash, parent ? &*parent : nullptr, tokens, index, extras, group);
   }
   /// The next block of the chain was not cached here (or the operation is
   /// over): the open run, if any, ends and its record is added - after any
@@ -100,14 +123,15 @@ class CacheEventLog {
   void end_run() {
     if (!open_) return;
     open_ = false;
-    records_.push_back({CacheEventKind::stored, static_cast<std::uint32_t>(runs_.size() - 1)});
+    records_.push_back({CacheEventKind::stored, 0, static_cast<std::uint32_t>(runs_.size() - 1)});
   }
   /// A removal does not end the open run: allocate() may reclaim a cached
   /// block for each new block of a run, and vLLM announces those evictions
   /// first and then the request's new blocks as one store (the run's record
   /// is added when it ends).
-  void removed(const BlockHash& hash) {
-    records_.push_back({CacheEventKind::removed, static_cast<std::uint32_t>(removed_.size())});
+  void removed(const BlockHash& hash, std::uint8_t group = 0) {
+    records_.push_back(
+        {CacheEventKind::removed, group, static_cast<std::uint32_t>(removed_.size())});
     removed_.push_back(hash);
   }
   void cleared();
@@ -141,7 +165,8 @@ class CacheEventLog {
   void clear() noexcept;
 
  private:
-  void open_run(const BlockHash* parent, std::uint32_t index, const ExtraKeys& extras);
+  void open_run(const BlockHash* parent, std::uint32_t index, const ExtraKeys& extras,
+                std::uint8_t group);
 
   std::uint32_t block_size_;
   std::vector<CacheEventRecord> records_;
@@ -150,6 +175,8 @@ class CacheEventLog {
   std::vector<BlockHash> removed_;  // removed hashes, in order
   std::vector<TokenId> tokens_;
   std::vector<ExtraKeys> extras_;
+  std::array<KvCacheGroupConfig, kMaxKvCacheGroups> groups_{};
+  std::uint32_t group_count_ = 0;
   bool open_ = false;
   std::uint32_t next_index_ = 0;  // chain index the open run continues with
 };

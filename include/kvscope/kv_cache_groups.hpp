@@ -173,18 +173,22 @@ HybridHit KvCacheLayout::longest_hit(std::uint32_t max_tokens, Cached&& cached) 
   const std::uint32_t alignment = scheduler_block_size_;
   HybridHit out;
   std::uint32_t hit = max_tokens;
-  bool full_done = false;
+  // Full attention is looked up once per spec group: its hits are a prefix,
+  // so a later, smaller candidate only rounds down to its block size.
+  std::array<bool, kMaxKvCacheGroups> looked_up{};
   // With exactly two specs and full attention first, one round suffices:
   // full attention is downward-closed and the other group ran last.
   const bool one_round = spec_groups_.size() == 2 &&
                          groups_[spec_groups_.front().first].kind == AttentionKind::full_attention;
   for (;;) {
     std::uint32_t candidate = hit;
-    for (const SpecGroup& spec : spec_groups_) {
+    for (std::size_t s = 0; s < spec_groups_.size(); ++s) {
+      const SpecGroup& spec = spec_groups_[s];
       const KvCacheGroupConfig& config = groups_[spec.first];
       const std::uint32_t b = config.block_size;
-      if (config.kind == AttentionKind::full_attention && full_done) {
-        candidate = candidate / b * b;  // its hits are a prefix: no second lookup
+      const bool full = config.kind == AttentionKind::full_attention;
+      if (full && looked_up[s]) {
+        candidate = candidate / b * b;
         continue;
       }
       auto all_cached = [&](std::uint32_t i) {
@@ -197,7 +201,7 @@ HybridHit KvCacheLayout::longest_hit(std::uint32_t max_tokens, Cached&& cached) 
                                  : sliding_window_hit(candidate, b, blocks_for_window(spec.first),
                                                       alignment, all_cached);
       for (std::uint32_t m = 0; m < spec.member_count; ++m) out.groups[spec.members[m]] = found;
-      full_done = full_done || config.kind == AttentionKind::full_attention;
+      looked_up[s] = true;
       candidate = found.blocks * b;
     }
     if (candidate >= hit || one_round) {

@@ -39,6 +39,7 @@
 #include "kvscope/detail/block_slot.hpp"
 #include "kvscope/detail/flat_index.hpp"
 #include "kvscope/eviction_policy.hpp"
+#include "kvscope/kv_cache_groups.hpp"
 #include "kvscope/prefix_cache_stats.hpp"
 #include "kvscope/result.hpp"
 #include "kvscope/types.hpp"
@@ -72,9 +73,19 @@ struct PrefixCacheConfig {
   /// (8..128), a weak hash with which collisions can be crafted. 128 in
   /// production.
   std::uint32_t hash_bits = 128;
+  /// KV cache groups of a hybrid-attention model (kvscope/kv_cache_groups.hpp),
+  /// sharing the one pool. Empty (the default): one full-attention group of
+  /// block_size tokens, exactly as without groups. With groups, block_size is
+  /// the hash block size (requests are hashed in chunks of it) and must
+  /// divide every group's block size; hits and cached prefixes are then
+  /// multiples of the groups' lcm. Not combinable with verify_tokens.
+  std::vector<KvCacheGroupConfig> groups{};
 
   void validate() const;
 };
+
+/// A block-table entry for which a KV cache group needs no block.
+inline constexpr BlockId kPlaceholderBlock{detail::kNil};
 
 /// One request as handed to lookup() and allocate(). A view: the spans must
 /// stay valid for the duration of the call only.
@@ -270,9 +281,20 @@ class PrefixCache {
   double usage() const noexcept;
   const PrefixCacheStats& stats() const noexcept { return stats_; }
 
-  /// The request's block table (block i holds tokens [i*bs, (i+1)*bs)).
-  /// The span is valid until the next mutating call. Fails with unknown_request.
+  /// The request's block table (block i holds tokens [i*bs, (i+1)*bs)); with
+  /// KV cache groups, group 0's. The span is valid until the next mutating
+  /// call. Fails with unknown_request.
   Result<std::span<const BlockId>> block_table(RequestId id) const;
+  /// Group g's block table (block i holds tokens [i*b, (i+1)*b) for the
+  /// group's block size b); kPlaceholderBlock where the group needs no block
+  /// (before a sliding window's run, or released once out of the window).
+  /// Fails with unknown_request, or invalid_hashes for a group that does not exist.
+  Result<std::span<const BlockId>> block_table(RequestId id, std::uint32_t group) const;
+  /// The layout of the KV cache groups (one full-attention group of
+  /// block_size without config.groups).
+  const KvCacheLayout& layout() const noexcept { return *layout_; }
+  /// The block cached for `hash` in KV cache group `group`, if any.
+  std::optional<BlockId> find(const BlockHash& hash, std::uint32_t group) const;
   /// Length of a live request in tokens; fails with unknown_request.
   Result<std::uint32_t> num_tokens(RequestId id) const;
   /// The block holding `hash`, if cached.
@@ -345,6 +367,7 @@ class PrefixCache {
                      std::uint32_t i);
   void record_grown(bool cached, const RequestState& state, const BlockHash& hash,
                     std::span<const TokenId> tokens);
+  void record_removed(const detail::BlockSlot& meta);
   RequestState& open_request(const Request& request, std::span<const BlockHash> hashes,
                              std::span<const BlockHash> fingerprints);
   // The hot paths are templates over the concrete policy (see src/eviction/).
@@ -382,10 +405,31 @@ class PrefixCache {
   }
   void report_uncached(BlockId id, UncacheCause cause);
   std::optional<BlockId> find_block(const BlockHash& hash) const;  // find(), inlined
+  // KV cache groups (config_.groups; src/prefix_cache_hybrid.cpp). The
+  // single-group operations branch here once, when hybrid_ is set.
+  LookupResult probe_hybrid(const Request& request, std::span<const BlockHash> hashes,
+                            HybridHit& hit) const;
+  Result<AllocateResult> allocate_hybrid(const Request& request);
+  Result<AppendResult> append_hybrid(RequestState& state, std::span<const TokenId> tokens);
+  Result<AppendResult> append_hashes_hybrid(RequestState& state, std::uint32_t num_new_tokens,
+                                            std::span<const BlockHash> new_hashes);
+  template <class Policy>
+  Result<AppendResult> grow_hybrid(Policy& policy, RequestState& state,
+                                   std::uint32_t num_new_tokens,
+                                   std::span<const TokenId> new_tokens);
+  template <class Policy>
+  std::uint32_t cache_decided_blocks(Policy& policy, RequestState& state);
+  template <class Policy>
+  void free_hybrid(Policy& policy, RequestState& state, FreeOrder order, FreeResult& result);
+  void check_hybrid_request(const RequestState& state, std::vector<std::uint32_t>& holders) const;
   RequestState* find_request(RequestId id);
   const RequestState* find_request(RequestId id) const;
 
   PrefixCacheConfig config_;
+  // The groups; hybrid_ unless it is one full-attention group of block_size
+  // (then every operation takes the single-group path of before).
+  std::unique_ptr<KvCacheLayout> layout_;
+  bool hybrid_ = false;
   BlockHasher hasher_;
   std::vector<detail::BlockSlot> blocks_;  // fixed size: policy and links_ point into it
   detail::SlotLists links_;

@@ -27,7 +27,6 @@ KvEventCounts& KvEventCounts::operator+=(const KvEventCounts& other) noexcept {
 namespace {
 
 constexpr std::string_view kMedium = "GPU";
-constexpr std::string_view kFullAttention = "full_attention";
 
 std::string hex(const BlockHash& h) { return fmt::format("{:016x}{:016x}", h.high, h.low); }
 
@@ -51,7 +50,7 @@ class Encoder {
           break;
         }
         case CacheEventKind::removed:
-          removed_template.write(buffer_, log.removed_hash(record.index), hashes_);
+          removed_template.write(buffer_, log.removed_hash(record.index), record.group, hashes_);
           ++counts.removed;
           break;
         case CacheEventKind::cleared:
@@ -126,10 +125,13 @@ class Encoder {
   void stored(const CacheEventLog& log, const StoredRun& run) {
     const ExtraKeys* extras = log.extras(run);
     // block_hashes, parent_block_hash, token_ids, block_size, lora_id,
-    // medium, lora_name, [extra_keys], group_idx, kv_cache_spec_kind; the
-    // sliding window is nil for full attention, so it is never written.
+    // medium, lora_name, [extra_keys], group_idx, kv_cache_spec_kind,
+    // [kv_cache_spec_sliding_window]: the window is nil for full attention,
+    // so it is written for sliding-window groups only.
+    const KvCacheGroupConfig group = log.group(run.group);
+    const bool sliding = group.kind == AttentionKind::sliding_window;
     const bool with_extras = extras != nullptr || format_ == KvEventFormat::array;
-    open("BlockStored", with_extras ? 10 : 9);
+    open("BlockStored", (with_extras ? 10 : 9) + (sliding ? 1 : 0));
     key("block_hashes");
     const auto hashes = log.hashes(run);
     out_.pack_array(static_cast<std::uint32_t>(hashes.size()));
@@ -145,7 +147,7 @@ class Encoder {
     out_.pack_array(static_cast<std::uint32_t>(tokens.size()));
     for (TokenId t : tokens) out_.pack_uint32(t);
     key("block_size");
-    out_.pack_uint32(log.block_size());
+    out_.pack_uint32(group.block_size);
     key("lora_id");
     if (extras != nullptr && extras->adapter_id) {
       out_.pack_uint64(*extras->adapter_id);
@@ -163,13 +165,17 @@ class Encoder {
       } else {
         out_.pack_array(run.block_count);
         for (std::uint32_t i = 0; i < run.block_count; ++i)
-          block_extra_keys(*extras, run.first_block + i, log.block_size());
+          block_extra_keys(*extras, run.first_block + i, group.block_size);
       }
     }
     key("group_idx");
-    out_.pack_uint32(0);
+    out_.pack_uint32(run.group);
     key("kv_cache_spec_kind");
-    str(kFullAttention);
+    str(to_string(group.kind));
+    if (sliding) {
+      key("kv_cache_spec_sliding_window");
+      out_.pack_uint32(group.sliding_window);
+    }
   }
 
   /// A BlockRemoved differs from the next only in its hash bytes (most of a
@@ -177,14 +183,17 @@ class Encoder {
   /// with the hash written over the placeholder's bytes.
   class RemovedTemplate {
    public:
-    RemovedTemplate(const msgpack::sbuffer& packed, std::size_t hash_at)
-        : size_(packed.size()), hash_at_(hash_at) {
+    RemovedTemplate(const msgpack::sbuffer& packed, std::size_t hash_at, std::size_t group_at)
+        : size_(packed.size()), hash_at_(hash_at), group_at_(group_at) {
       if (size_ > bytes_.size()) throw std::logic_error("kvscope: BlockRemoved template too long");
       std::memcpy(bytes_.data(), packed.data(), size_);
     }
-    void write(msgpack::sbuffer& out, const BlockHash& h, KvHashEncoding encoding) const {
+    void write(msgpack::sbuffer& out, const BlockHash& h, std::uint8_t group,
+               KvHashEncoding encoding) const {
       const std::size_t at = out.size();
       out.write(bytes_.data(), size_);
+      // group_idx is a positive fixint (one byte: groups are < 128).
+      out.data()[at + group_at_] = static_cast<char>(group);
       char* hash = out.data() + at + hash_at_;
       if (encoding == KvHashEncoding::uint64) {
         put_big_endian(hash + 1, engine_hash(h));  // after the 0xcf marker
@@ -201,17 +210,18 @@ class Encoder {
     std::array<char, 96> bytes_{};
     std::size_t size_;
     std::size_t hash_at_;
+    std::size_t group_at_;
   };
 
   RemovedTemplate removed_event_template() const {
     msgpack::sbuffer packed(96);
     Encoder encoder(packed, format_, hashes_);
-    std::size_t hash_at = 0;
-    encoder.removed(BlockHash{}, &hash_at);
-    return RemovedTemplate(packed, hash_at);
+    std::size_t hash_at = 0, group_at = 0;
+    encoder.removed(BlockHash{}, &hash_at, &group_at);
+    return RemovedTemplate(packed, hash_at, group_at);
   }
 
-  void removed(const BlockHash& h, std::size_t* hash_at) {
+  void removed(const BlockHash& h, std::size_t* hash_at, std::size_t* group_at) {
     open("BlockRemoved", 3);
     key("block_hashes");
     out_.pack_array(1);
@@ -220,6 +230,7 @@ class Encoder {
     key("medium");
     str(kMedium);
     key("group_idx");
+    *group_at = buffer_.size();
     out_.pack_uint32(0);
   }
 

@@ -99,6 +99,10 @@ KvEventPublisher::~KvEventPublisher() {
 bool KvEventPublisher::submit(CacheEventLog& log, double ts) {
   if (log.empty()) return true;
   const std::uint32_t block_size = log.block_size();
+  // The groups travel with the cache, not the log: copied (no allocation).
+  std::array<KvCacheGroupConfig, kMaxKvCacheGroups> groups{};
+  const auto group_count = log.groups().size();
+  std::copy(log.groups().begin(), log.groups().end(), groups.begin());
   {
     std::lock_guard lock(mutex_);
     if (queue_.size() >= config_.queue_batches || stopping_) {
@@ -117,6 +121,7 @@ bool KvEventPublisher::submit(CacheEventLog& log, double ts) {
   }
   log.clear();                     // moved from or spare: empty; reset the run state too
   log.set_block_size(block_size);  // a spare may come from another cache
+  log.set_groups(std::span<const KvCacheGroupConfig>(groups).first(group_count));
   wake_.notify_one();
   return true;
 }

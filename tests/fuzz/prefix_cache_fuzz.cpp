@@ -1,6 +1,8 @@
 // libFuzzer target: random operation sequences on the prefix cache core,
 // every policy, checked step by step against the reference model and the
-// invariants (tests/prefix_cache_model.hpp). The fuzzer's bytes choose the
+// invariants (tests/prefix_cache_model.hpp); or, when the first byte says
+// so, a hybrid-attention layout of two or three KV cache groups (equal or
+// different block sizes, LRU) against tests/hybrid_cache_model.hpp. The fuzzer's bytes choose the
 // configuration and every decision of the run; any disagreement with the
 // model is a GoogleTest failure, which break_on_failure turns into a crash
 // that libFuzzer reports and saves.
@@ -10,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "hybrid_cache_model.hpp"
 #include "prefix_cache_model.hpp"
 
 namespace {
@@ -43,6 +46,36 @@ kvscope::PrefixCacheConfig fuzzed_config(FuzzedDataProvider& data) {
   return config;
 }
 
+// Two or three groups over a hash block of 1..4 tokens: full attention or
+// a sliding window of 2..24 tokens, blocks of 1..3 hash blocks; a pool of
+// 16..48 blocks.
+kvscope::PrefixCacheConfig fuzzed_hybrid_config(FuzzedDataProvider& data) {
+  kvscope::PrefixCacheConfig config;
+  config.num_blocks = data.ConsumeIntegralInRange<std::uint32_t>(16, 48);
+  config.block_size = data.ConsumeIntegralInRange<std::uint32_t>(1, 4);
+  const int groups = data.ConsumeIntegralInRange<int>(2, 3);
+  for (int g = 0; g < groups; ++g) {
+    kvscope::KvCacheGroupConfig group;
+    group.block_size = config.block_size * data.ConsumeIntegralInRange<std::uint32_t>(1, 3);
+    if (data.ConsumeBool()) {
+      group.kind = kvscope::AttentionKind::sliding_window;
+      group.sliding_window = data.ConsumeIntegralInRange<std::uint32_t>(2, 24);
+    }
+    config.groups.push_back(group);
+  }
+  return config;
+}
+
+template <class Ops>
+int run(Ops& ops, FuzzedDataProvider& data) {
+  for (int step = 0; step < 400 && data.remaining_bytes() > 0; ++step) {
+    if (!ops.step(step)) std::abort();
+  }
+  ops.drain();
+  if (::testing::Test::HasFailure()) std::abort();
+  return 0;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -52,13 +85,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   FuzzedDataProvider data(bytes, size);
+  if (data.ConsumeBool()) {
+    const kvscope::PrefixCacheConfig config = fuzzed_hybrid_config(data);
+    FuzzedChoices choices(data);
+    kvscope::testing_util::HybridRandomOps ops(config, choices);
+    return run(ops, data);
+  }
   const kvscope::PrefixCacheConfig config = fuzzed_config(data);
   FuzzedChoices choices(data);
   RandomOps ops(config, choices);
-  for (int step = 0; step < 400 && data.remaining_bytes() > 0; ++step) {
-    if (!ops.step(step)) std::abort();
-  }
-  ops.drain();
-  if (::testing::Test::HasFailure()) std::abort();
-  return 0;
+  return run(ops, data);
 }

@@ -30,6 +30,7 @@ struct BlockSlot {
   std::uint8_t may_have_twins : 1 = 0;
   std::uint8_t policy_class = 0;  // owned by the eviction policy (ARC T1/T2, S3-FIFO queue)
   std::uint8_t policy_count = 0;  // owned by the eviction policy (LFU count, S3-FIFO frequency)
+  std::uint8_t group = 0;         // KV cache group of the block's current use (0 with one group)
 };
 static_assert(sizeof(BlockSlot) == 32, "one BlockSlot must stay half a cache line");
 
