@@ -53,10 +53,10 @@ struct PrefixCache::RequestState {
   // KV cache groups (hybrid layouts only; `blocks` then stays empty): one
   // block table per group (kPlaceholder where no block is needed: before a
   // window's run, or released once out of the window); the whole hash chain
-  // and, in token mode, every token (a larger group's block completes
-  // across appends); per group the blocks decided, cached or not (vLLM's
-  // num_cached_block: a block passed over is never cached later), and the
-  // leading entries released.
+  // and, in token mode with an event log attached at admission, every token
+  // (the events' token ids: a larger group's block completes across appends); per group the blocks
+  // decided, cached or not (vLLM's num_cached_block: a block passed over is never cached later),
+  // and the leading entries released.
   std::vector<std::vector<BlockId>> group_blocks;
   std::vector<BlockHash> chain;
   std::vector<TokenId> tokens;

@@ -94,8 +94,9 @@ std::uint32_t PrefixCache::cache_decided_blocks(Policy& policy, RequestState& st
         continue;
       }
       const BlockHash* parent = i > 0 ? &state.chain[i * m - 1] : nullptr;
-      std::span<const TokenId> block_tokens;
-      if (!state.hash_mode) block_tokens = std::span<const TokenId>(state.tokens).subspan(i * b, b);
+      std::span<const TokenId> block_tokens;  // none in hash mode, or if the log came later
+      if (state.tokens.size() >= std::size_t{i + 1} * b)
+        block_tokens = std::span<const TokenId>(state.tokens).subspan(i * b, b);
       events_->stored_block(state.chain[(i + 1) * m - 1], parent, block_tokens, i, state.extras,
                             static_cast<std::uint8_t>(g));
     }
@@ -125,13 +126,17 @@ Result<AllocateResult> PrefixCache::allocate_hybrid(const Request& request) {
   HybridHit hit;
   result.lookup = probe_hybrid(request, hashes, hit);
 
-  // Hit blocks are cached (probed just now); count what admission takes.
+  // Hit blocks are cached (probed just now): find them once, group after
+  // group, into scratch_resident_, and count what admission takes.
   std::uint32_t needed_new = 0, needed_free_hits = 0;
+  scratch_resident_.clear();
   for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
     needed_new += blocks_of(tokens, layout.groups()[g].block_size) - hit.groups[g].blocks;
     for (std::uint32_t i = hit.groups[g].placeholders; i < hit.groups[g].blocks; ++i) {
       const std::uint32_t fine = (i + 1) * layout.hashes_per_block(g) - 1;
-      if (blocks_[find_block(group_key(hashes[fine], g))->value].ref_count == 0) ++needed_free_hits;
+      const std::uint32_t b = find_block(group_key(hashes[fine], g))->value;
+      scratch_resident_.push_back(b);
+      if (blocks_[b].ref_count == 0) ++needed_free_hits;
     }
   }
   const std::uint32_t available = uncached_.size + policy_->evictable_count();
@@ -144,16 +149,19 @@ Result<AllocateResult> PrefixCache::allocate_hybrid(const Request& request) {
     RequestState& state = open_request(request, hashes, {});
     state.blocks.clear();
     state.chain.assign(hashes.begin(), hashes.end());
-    state.tokens.assign(request.tokens.begin(), request.tokens.end());
+    // Tokens only serve the KV events' token ids (a larger group's block
+    // completes across appends): kept while a log is attached.
+    state.tokens.clear();
+    if (events_ != nullptr) state.tokens.assign(request.tokens.begin(), request.tokens.end());
     state.group_blocks.resize(layout.group_count());
+    std::size_t next_hit = 0;  // into scratch_resident_
     // Touch every group's hits before any group takes a block, so that one
     // group's new blocks cannot evict another's hits (vLLM #33775).
     for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
       std::vector<BlockId>& table = state.group_blocks[g];
       table.assign(blocks_of(tokens, layout.groups()[g].block_size), kPlaceholderBlock);
       for (std::uint32_t i = hit.groups[g].placeholders; i < hit.groups[g].blocks; ++i) {
-        const std::uint32_t fine = (i + 1) * layout.hashes_per_block(g) - 1;
-        table[i] = *find_block(group_key(hashes[fine], g));
+        table[i] = BlockId{scratch_resident_[next_hit++]};
         touch(policy, table[i]);
         ++block_references_;
       }
@@ -164,8 +172,13 @@ Result<AllocateResult> PrefixCache::allocate_hybrid(const Request& request) {
       std::vector<BlockId>& table = state.group_blocks[g];
       for (std::uint32_t i = hit.groups[g].blocks; i < table.size(); ++i) {
         table[i] = take_free_block(policy, result.evicted_blocks);
+        blocks_[table[i].value].group = static_cast<std::uint8_t>(g);
         ++block_references_;
       }
+      KvCacheGroupStats& admitted = group_admissions_[g];
+      admitted.query_blocks += table.size();
+      admitted.hit_blocks += hit.groups[g].blocks - hit.groups[g].placeholders;
+      admitted.placeholder_blocks += hit.groups[g].placeholders;
     }
     result.new_blocks = needed_new;
     cache_decided_blocks(policy, state);
@@ -227,10 +240,13 @@ Result<AppendResult> PrefixCache::grow_hybrid(Policy& policy, RequestState& stat
     const std::uint32_t total = blocks_of(new_total, layout.groups()[g].block_size);
     while (table.size() < total) {
       table.push_back(take_free_block(policy, result.evicted_blocks));
+      blocks_[table.back().value].group = static_cast<std::uint8_t>(g);
       ++block_references_;
     }
   }
-  state.tokens.insert(state.tokens.end(), new_tokens.begin(), new_tokens.end());
+  // Tokens kept from admission on (a log was attached then) stay complete.
+  if (events_ != nullptr && state.tokens.size() == state.num_tokens)
+    state.tokens.insert(state.tokens.end(), new_tokens.begin(), new_tokens.end());
   state.chain.insert(state.chain.end(), scratch_hashes_.begin(), scratch_hashes_.end());
   state.hashed_blocks = static_cast<std::uint32_t>(state.chain.size());
   if (!state.chain.empty()) state.last_hash = state.chain.back();
@@ -289,6 +305,27 @@ template void PrefixCache::free_hybrid(detail::ArcPolicy&, RequestState&, FreeOr
 template void PrefixCache::free_hybrid(detail::S3FifoPolicy&, RequestState&, FreeOrder,
                                        FreeResult&);
 
+// ---------------------------------------------------------------- reports
+
+KvCacheGroupStats PrefixCache::group_stats(std::uint32_t g) const {
+  KvCacheGroupStats out;
+  if (g >= layout_->group_count()) return out;
+  if (hybrid_) {
+    out = group_admissions_[g];
+  } else {
+    out.query_blocks = stats_.fresh.query_blocks + stats_.preempted.query_blocks;
+    out.hit_blocks = stats_.fresh.hit_blocks + stats_.preempted.hit_blocks;
+  }
+  out.used_blocks = 0;
+  out.cached_blocks = 0;
+  for (const detail::BlockSlot& meta : blocks_) {
+    if (meta.group != g) continue;
+    out.used_blocks += meta.ref_count > 0 ? 1 : 0;
+    out.cached_blocks += meta.cached;
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- invariants
 
 void PrefixCache::check_hybrid_request(const RequestState& state,
@@ -303,7 +340,7 @@ void PrefixCache::check_hybrid_request(const RequestState& state,
   if (state.chain.size() != state.hashed_blocks) fail("keeps a chain of the wrong length");
   if (std::uint64_t{state.hashed_blocks} * block_size() > state.num_tokens)
     fail("has more hashed tokens than tokens");
-  if (!state.hash_mode && state.tokens.size() != state.num_tokens) fail("keeps the wrong tokens");
+  if (state.tokens.size() > state.num_tokens) fail("keeps more tokens than it has");
   for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
     const std::vector<BlockId>& table = state.group_blocks[g];
     if (table.size() != blocks_of(state.num_tokens, layout.groups()[g].block_size))

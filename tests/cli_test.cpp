@@ -210,6 +210,44 @@ TEST(Cli, ATinyBenchRunWritesEveryJsonFieldAndTheExposition) {
   EXPECT_NE(prometheus.read().find("kvscope_prefix_cache_queries_total"), std::string::npos);
 }
 
+// A hybrid-attention layout through the runtime: the report shows every
+// group, the JSON counts each one's blocks, and bad --groups text is refused
+// naming the flag.
+TEST(Cli, BenchRunsKvCacheGroupsAndReportsEachOne) {
+  TempFile json("groups.json");
+  const CliRun r = run({"bench", "--requests", "400", "--concurrency", "16", "--shards", "2",
+                        "--threads", "2", "--blocks", "16384", "--quiet", "--groups",
+                        "full:16,swa:16:256", "--json", json.path()});
+  ASSERT_EQ(r.code, kExitOk) << r.err << r.out;
+  EXPECT_NE(r.out.find("KV cache groups (pool of 16384 blocks)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 sliding window 256, blocks of 16"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(json.read());
+  ASSERT_EQ(j["kv_cache_groups"].size(), 2u);
+  const auto& full = j["kv_cache_groups"][0];
+  const auto& swa = j["kv_cache_groups"][1];
+  EXPECT_EQ(full["kind"], "full_attention");
+  EXPECT_EQ(swa["kind"], "sliding_window");
+  EXPECT_EQ(swa["sliding_window"], 256);
+  EXPECT_GT(full["cached_blocks"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(swa["hit_blocks"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(swa["placeholder_blocks"].get<std::uint64_t>(), 0u) << "prompts longer than the window";
+  EXPECT_EQ(full["placeholder_blocks"], 0);
+  EXPECT_EQ(full["used_blocks"], 0) << "every request is freed at the end";
+  EXPECT_EQ(j["errors"], 0);
+  EXPECT_TRUE(j["client_check"]["equal"].get<bool>());
+
+  const CliRun bad = run({"bench", "--requests", "10", "--quiet", "--groups", "full:16,swa:16"});
+  EXPECT_NE(bad.code, kExitOk);
+  EXPECT_NE(bad.err.find("--groups full:16,swa:16: \"swa:16\" is neither full:BLOCK nor "
+                         "swa:BLOCK:WINDOW"),
+            std::string::npos)
+      << bad.err;
+  const CliRun zero = run({"bench", "--requests", "10", "--quiet", "--groups", "full:0"});
+  EXPECT_NE(zero.err.find("a block size must be a whole number 1 .. 2147483648, got \"0\""),
+            std::string::npos)
+      << zero.err;
+}
+
 TEST(Cli, BenchPublishesKvEventsAndReportsThem) {
   TempFile json("bench-events.json");
   const CliRun r = run({"bench",

@@ -73,6 +73,14 @@ TEST(HybridPrefixCache, PrefillOfThreeGroupsMatchesVllmsBlockTables) {
   for (const std::uint32_t b : {0u, 1u, 2u, 5u, 6u, 9u, 10u})
     EXPECT_EQ(cache.ref_count(BlockId{b}), 2u) << "block " << b;
   EXPECT_EQ(cache.ref_count(BlockId{4}), 1u) << "outside the window: not shared";
+  const KvCacheGroupStats sliding_group = cache.group_stats(1);
+  EXPECT_EQ(sliding_group.used_blocks, 5u) << "4, 5, 6, 7 and 13";
+  EXPECT_EQ(sliding_group.cached_blocks, 3u);
+  EXPECT_EQ(sliding_group.query_blocks, 8u);
+  EXPECT_EQ(sliding_group.hit_blocks, 2u);
+  EXPECT_EQ(sliding_group.placeholder_blocks, 1u);
+  EXPECT_EQ(cache.group_stats(0).used_blocks, 5u) << "0, 1, 2, 3 and 12";
+  EXPECT_EQ(cache.group_stats(3).used_blocks, 0u) << "no such group";
   cache.check_invariants();
 }
 

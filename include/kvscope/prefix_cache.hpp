@@ -27,6 +27,7 @@
 // but ok) change nothing except the allocation_failures counter.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -169,6 +170,15 @@ struct FreeResult {
   std::uint32_t cached_free_blocks = 0;  ///< of those, blocks that stay hittable
 };
 
+/// One KV cache group's share of the pool and of the admissions.
+struct KvCacheGroupStats {
+  std::uint32_t used_blocks = 0;    ///< blocks in use in this group's block tables
+  std::uint32_t cached_blocks = 0;  ///< blocks cached for this group (hittable)
+  std::uint64_t query_blocks = 0;   ///< admissions' blocks of this group: ceil(tokens / b) each
+  std::uint64_t hit_blocks = 0;     ///< of those, served by cached blocks
+  std::uint64_t placeholder_blocks = 0;  ///< of those, needing no block (before a window)
+};
+
 /// Order in which free() releases a request's blocks.
 enum class FreeOrder {
   reverse,  ///< last block first (vLLM): the chain's tail is evicted before its prefix
@@ -295,6 +305,9 @@ class PrefixCache {
   const KvCacheLayout& layout() const noexcept { return *layout_; }
   /// The block cached for `hash` in KV cache group `group`, if any.
   std::optional<BlockId> find(const BlockHash& hash, std::uint32_t group) const;
+  /// Group g's blocks and admission counts (g < layout().group_count(), else
+  /// all zero). O(num_blocks): for reports, not for every operation.
+  KvCacheGroupStats group_stats(std::uint32_t g) const;
   /// Length of a live request in tokens; fails with unknown_request.
   Result<std::uint32_t> num_tokens(RequestId id) const;
   /// The block holding `hash`, if cached.
@@ -430,6 +443,7 @@ class PrefixCache {
   // (then every operation takes the single-group path of before).
   std::unique_ptr<KvCacheLayout> layout_;
   bool hybrid_ = false;
+  std::array<KvCacheGroupStats, kMaxKvCacheGroups> group_admissions_{};  // hybrid_ only
   BlockHasher hasher_;
   std::vector<detail::BlockSlot> blocks_;  // fixed size: policy and links_ point into it
   detail::SlotLists links_;

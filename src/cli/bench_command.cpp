@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 
 #include <fstream>
+#include <numeric>
+#include <sstream>
 #include <optional>
 #include <stdexcept>
 
@@ -43,6 +45,7 @@ LoadConfig load_config(const BenchOptions& o, const MooncakeTrace* trace) {
       std::chrono::ceil<std::chrono::milliseconds>(std::chrono::duration<double>(o.warmup_seconds));
   config.runtime.kv_events =
       kv_events_config(o.kv_events, o.kv_events_replay, o.kv_events_topic, o.kv_events_format);
+  config.runtime.cache.groups = parse_groups(o.groups);
   return config;
 }
 
@@ -106,6 +109,46 @@ bool run_passed(const BenchOptions& o, const LoadResult& result, const CliStream
 
 }  // namespace
 
+std::vector<KvCacheGroupConfig> parse_groups(const std::string& text) {
+  std::vector<KvCacheGroupConfig> groups;
+  if (text.empty()) return groups;
+  auto bad = [&](const std::string& why) {
+    return std::invalid_argument(fmt::format("--groups {}: {}", text, why));
+  };
+  auto number = [&](const std::string& field, const char* what) {
+    std::size_t used = 0;
+    unsigned long value = 0;
+    try {
+      value = std::stoul(field, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != field.size() || value == 0 || value > (1UL << 31))
+      throw bad(fmt::format("{} must be a whole number 1 .. 2147483648, got \"{}\"", what, field));
+    return static_cast<std::uint32_t>(value);
+  };
+  std::stringstream items(text);
+  for (std::string item; std::getline(items, item, ',');) {
+    std::vector<std::string> parts;
+    std::stringstream fields(item);
+    for (std::string field; std::getline(fields, field, ':');) parts.push_back(field);
+    KvCacheGroupConfig group;
+    if (parts.size() == 2 && parts[0] == "full") {
+      group.block_size = number(parts[1], "a block size");
+    } else if (parts.size() == 3 && (parts[0] == "swa" || parts[0] == "sliding")) {
+      group.kind = AttentionKind::sliding_window;
+      group.block_size = number(parts[1], "a block size");
+      group.sliding_window = number(parts[2], "a window");
+    } else {
+      throw bad(fmt::format("\"{}\" is neither full:BLOCK nor swa:BLOCK:WINDOW", item));
+    }
+    groups.push_back(group);
+  }
+  if (groups.size() > kMaxKvCacheGroups)
+    throw bad(fmt::format("at most {} groups", kMaxKvCacheGroups));
+  return groups;
+}
+
 std::vector<std::string> policy_names() {
   std::vector<std::string> names;
   for (const EvictionPolicyKind kind : kEvictionPolicies) names.emplace_back(to_string(kind));
@@ -167,6 +210,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--json", o.json_path, "Write the report as JSON to this file");
   cmd->add_option("--prometheus", o.prometheus_path,
                   "Write the final Prometheus exposition text to this file");
+  cmd->add_option("--groups", o.groups,
+                  "KV cache groups of a hybrid-attention model, e.g. full:16,swa:16:4096 "
+                  "(full:BLOCK or swa:BLOCK:WINDOW; --block-size then defaults to their gcd)");
   cmd->add_flag("--quiet", o.quiet, "No progress lines");
   add_kv_event_options(*cmd, o.kv_events, o.kv_events_replay, o.kv_events_topic,
                        o.kv_events_format);
@@ -175,7 +221,13 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
 
 int run_bench(const BenchOptions& options, const CliStreams& streams) {
   BenchOptions o = options;
-  if (o.block_size == 0) o.block_size = o.trace.empty() ? 16 : 512;
+  if (o.block_size == 0) {
+    // With groups the block size is the hash block: their gcd by default.
+    o.block_size = o.trace.empty() ? 16 : 512;
+    std::uint32_t gcd = 0;
+    for (const KvCacheGroupConfig& g : parse_groups(o.groups)) gcd = std::gcd(gcd, g.block_size);
+    if (gcd != 0) o.block_size = gcd;
+  }
   const std::optional<MooncakeTrace> trace = read_trace(o);
   const LoadConfig config = load_config(o, trace ? &*trace : nullptr);
   if (!o.quiet) {

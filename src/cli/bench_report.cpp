@@ -246,12 +246,66 @@ void kv_events_section(fmt::memory_buffer& out, const RuntimeSnapshot& s) {
 
 }  // namespace
 
+namespace {
+
+// One line per KV cache group (only with more than one, or a sliding
+// window): its cached blocks at the end (every request is freed by then, so
+// nothing is in use) and the share of its admitted blocks that hits served
+// or that needed no block (before a window).
+void group_section(fmt::memory_buffer& out, const LoadResult& r) {
+  const bool plain = r.group_configs.size() == 1 &&
+                     r.group_configs[0].kind == AttentionKind::full_attention;
+  if (plain || r.group_configs.size() != r.group_stats.size()) return;
+  std::uint64_t pool = 0;
+  for (const ShardSnapshot& sh : r.final_snapshot->shards) pool += sh.num_blocks;
+  fmt::format_to(std::back_inserter(out),
+                 "\nKV cache groups (pool of {} blocks)  cached at the end    hit blocks   "
+                 "no block needed\n",
+                 pool);
+  for (std::size_t g = 0; g < r.group_configs.size(); ++g) {
+    const KvCacheGroupConfig& c = r.group_configs[g];
+    const KvCacheGroupStats& st = r.group_stats[g];
+    const std::string name =
+        c.kind == AttentionKind::sliding_window
+            ? fmt::format("{} sliding window {}, blocks of {}", g, c.sliding_window, c.block_size)
+            : fmt::format("{} full attention, blocks of {}", g, c.block_size);
+    const double q = st.query_blocks > 0 ? static_cast<double>(st.query_blocks) : 1.0;
+    fmt::format_to(std::back_inserter(out), "  {:<34} {:>9} ({:>5.1f}%)   {:>10.4f}   {:>15.4f}\n",
+                   name, st.cached_blocks,
+                   pool > 0 ? 100.0 * st.cached_blocks / static_cast<double>(pool) : 0.0,
+                   st.hit_blocks / q, st.placeholder_blocks / q);
+  }
+}
+
+nlohmann::json groups_json(const LoadResult& r) {
+  nlohmann::json groups = nlohmann::json::array();
+  for (std::size_t g = 0; g < r.group_configs.size() && g < r.group_stats.size(); ++g) {
+    const KvCacheGroupConfig& c = r.group_configs[g];
+    const KvCacheGroupStats& st = r.group_stats[g];
+    groups.push_back(
+        {{"group", g},
+         {"kind", to_string(c.kind)},
+         {"block_size", c.block_size},
+         {"sliding_window",
+          c.kind == AttentionKind::sliding_window ? nlohmann::json(c.sliding_window) : nullptr},
+         {"used_blocks", st.used_blocks},
+         {"cached_blocks", st.cached_blocks},
+         {"query_blocks", st.query_blocks},
+         {"hit_blocks", st.hit_blocks},
+         {"placeholder_blocks", st.placeholder_blocks}});
+  }
+  return groups;
+}
+
+}  // namespace
+
 std::string bench_report_text(const LoadResult& r) {
   const RuntimeSnapshot& s = *r.final_snapshot;
   fmt::memory_buffer out;
   headline(out, r);
   latency_section(out, r);
   hit_ratio_section(out, s);
+  group_section(out, r);
   shard_section(out, s);
   eviction_section(out, s);
   residency_section(out, s);
@@ -383,6 +437,7 @@ nlohmann::json bench_report_json(const LoadResult& r) {
           {"service_us", std::move(service_us)},
           {"core_cost_per_request_us", core_cost_us},
           {"per_shard", per_shard_json(s)},
+          {"kv_cache_groups", groups_json(r)},
           {"load_imbalance", s.load_imbalance()},
           {"evictions", std::move(evictions)},
           {"alerts", alerts_json(r)},

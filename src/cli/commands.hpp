@@ -11,6 +11,7 @@
 #include <CLI/App.hpp>
 
 #include "cli.hpp"
+#include "kvscope/kv_cache_groups.hpp"
 
 namespace kvscope::cli {
 
@@ -42,7 +43,13 @@ struct BenchOptions {
   std::string kv_events_replay;  ///< the ROUTER endpoint for replay; empty: none
   std::string kv_events_topic;
   std::string kv_events_format = "map";
+  /// KV cache groups of a hybrid-attention model, e.g. "full:16,swa:16:4096"; empty: one group.
+  std::string groups;
 };
+
+/// Parses --groups: comma-separated `full:BLOCK` or `swa:BLOCK:WINDOW`
+/// (`sliding` for `swa`). Throws std::invalid_argument naming the flag.
+std::vector<KvCacheGroupConfig> parse_groups(const std::string& text);
 
 struct ReplayOptions {
   std::string trace;

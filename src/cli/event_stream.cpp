@@ -64,7 +64,11 @@ void EventStreamChecker::apply(const DecodedEvent& e, double ts) {
       ++stats_.events.stored;
       stats_.events.blocks_stored += e.block_hashes.size();
       Blocks& blocks = blocks_of(e);
-      if (e.parent_block_hash && !blocks.contains(*e.parent_block_hash)) ++stats_.parent_not_seen;
+      // A sliding-window group caches only the blocks a hit can use: its
+      // runs may name a parent that was never stored (vLLM does the same).
+      const bool sliding = e.kv_cache_spec_kind && *e.kv_cache_spec_kind == "sliding_window";
+      if (e.parent_block_hash && !sliding && !blocks.contains(*e.parent_block_hash))
+        ++stats_.parent_not_seen;
       for (const WireHash& h : e.block_hashes)
         if (!blocks.emplace(h, ts).second) ++stats_.duplicate_stores;
       break;

@@ -323,6 +323,28 @@ void name_tenants(Runtime& runtime, const ChatWorkload& workload) {
     throw std::runtime_error(fmt::format("naming tenants: {}", to_string(named.status())));
 }
 
+/// Each KV cache group's blocks and admissions, summed over the shards.
+/// Blocks until every shard has answered (one after another).
+std::vector<KvCacheGroupStats> group_stats(Runtime& runtime, std::uint32_t groups) {
+  std::vector<KvCacheGroupStats> sums(groups);
+  auto add = [&sums](MeteredPrefixCache& cache, MultiLevelCacheMetrics&) {
+    for (std::uint32_t g = 0; g < sums.size(); ++g) {
+      const KvCacheGroupStats one = cache.cache().group_stats(g);
+      sums[g].used_blocks += one.used_blocks;
+      sums[g].cached_blocks += one.cached_blocks;
+      sums[g].query_blocks += one.query_blocks;
+      sums[g].hit_blocks += one.hit_blocks;
+      sums[g].placeholder_blocks += one.placeholder_blocks;
+    }
+    return Result<void>{};
+  };
+  const Result<void> done = asio::co_spawn(runtime.shard_executor(ShardId{0}),
+                                           runtime.for_each_shard(std::move(add)), asio::use_future)
+                                .get();
+  if (!done) throw std::runtime_error(fmt::format("group stats: {}", to_string(done.status())));
+  return sums;
+}
+
 /// Collects alert transitions from the runtime's notifier thread.
 struct AlertLog {
   std::mutex mutex;
@@ -510,6 +532,12 @@ LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
     if (config.trace == nullptr) name_tenants(runtime, shared.workload());
     result.seconds =
         drive(config, shared, threads, executors, progress, progress_every, result.memory);
+    result.group_configs = config.runtime.cache.groups;
+    if (result.group_configs.empty())
+      result.group_configs = {KvCacheGroupConfig{AttentionKind::full_attention,
+                                                 config.runtime.cache.block_size, 0, 1}};
+    result.group_stats =
+        group_stats(runtime, static_cast<std::uint32_t>(result.group_configs.size()));
     runtime.stop();
     result.final_snapshot = runtime.snapshot();
     for (const auto& t : threads) result.clients.merge(t->totals);

@@ -109,6 +109,11 @@ struct LoadResult {
   /// Resident memory, sampled at the start and every progress period.
   std::vector<MemorySample> memory;
   double memory_warmup_seconds = 0;  ///< LoadConfig::memory_warmup
+  /// KV cache groups (RuntimeConfig::cache.groups; empty: one full-attention
+  /// group) and, summed over the shards at the end of the run, each one's
+  /// blocks and admissions.
+  std::vector<KvCacheGroupConfig> group_configs;
+  std::vector<KvCacheGroupStats> group_stats;
 
   double requests_per_second() const noexcept;
   /// Growth of resident memory after memory_warmup_seconds.
