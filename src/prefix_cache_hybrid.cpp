@@ -61,6 +61,18 @@ LookupResult PrefixCache::probe_hybrid(const Request& request, std::span<const B
 
 // ---------------------------------------------------------------- allocate
 
+// Takes a free block for group g's table; a reclaimed cached block counts as
+// an eviction of the group it was cached for (its group byte, until now).
+template <class Policy>
+BlockId PrefixCache::take_for_group(Policy& policy, std::uint32_t g, std::uint32_t& evicted_count) {
+  const std::uint32_t before = evicted_count;
+  const BlockId b = take_free_block(policy, evicted_count);
+  detail::BlockSlot& meta = blocks_[b.value];
+  if (evicted_count != before) ++group_admissions_[meta.group].evictions;
+  meta.group = static_cast<std::uint8_t>(g);
+  return b;
+}
+
 // Caches, group by group, the blocks that became full and cacheable since
 // they were last decided (up to the last scheduler-block boundary of the
 // hashed tokens); a sliding-window group skips the blocks its retention
@@ -171,8 +183,7 @@ Result<AllocateResult> PrefixCache::allocate_hybrid(const Request& request) {
     for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
       std::vector<BlockId>& table = state.group_blocks[g];
       for (std::uint32_t i = hit.groups[g].blocks; i < table.size(); ++i) {
-        table[i] = take_free_block(policy, result.evicted_blocks);
-        blocks_[table[i].value].group = static_cast<std::uint8_t>(g);
+        table[i] = take_for_group(policy, g, result.evicted_blocks);
         ++block_references_;
       }
       KvCacheGroupStats& admitted = group_admissions_[g];
@@ -239,8 +250,7 @@ Result<AppendResult> PrefixCache::grow_hybrid(Policy& policy, RequestState& stat
     std::vector<BlockId>& table = state.group_blocks[g];
     const std::uint32_t total = blocks_of(new_total, layout.groups()[g].block_size);
     while (table.size() < total) {
-      table.push_back(take_free_block(policy, result.evicted_blocks));
-      blocks_[table.back().value].group = static_cast<std::uint8_t>(g);
+      table.push_back(take_for_group(policy, g, result.evicted_blocks));
       ++block_references_;
     }
   }
@@ -307,23 +317,36 @@ template void PrefixCache::free_hybrid(detail::S3FifoPolicy&, RequestState&, Fre
 
 // ---------------------------------------------------------------- reports
 
-KvCacheGroupStats PrefixCache::group_stats(std::uint32_t g) const {
-  KvCacheGroupStats out;
-  if (g >= layout_->group_count()) return out;
+KvCacheGroupStats& KvCacheGroupStats::operator+=(const KvCacheGroupStats& other) noexcept {
+  used_blocks += other.used_blocks;
+  cached_blocks += other.cached_blocks;
+  query_blocks += other.query_blocks;
+  hit_blocks += other.hit_blocks;
+  placeholder_blocks += other.placeholder_blocks;
+  evictions += other.evictions;
+  return *this;
+}
+
+std::vector<KvCacheGroupStats> PrefixCache::all_group_stats() const {
+  std::vector<KvCacheGroupStats> out(layout_->group_count());
   if (hybrid_) {
-    out = group_admissions_[g];
-  } else {
-    out.query_blocks = stats_.fresh.query_blocks + stats_.preempted.query_blocks;
-    out.hit_blocks = stats_.fresh.hit_blocks + stats_.preempted.hit_blocks;
+    std::copy_n(group_admissions_.begin(), out.size(), out.begin());
+  } else {  // one group: the cache's own counters
+    out[0].query_blocks = stats_.fresh.query_blocks + stats_.preempted.query_blocks;
+    out[0].hit_blocks = stats_.fresh.hit_blocks + stats_.preempted.hit_blocks;
+    out[0].evictions = stats_.evictions;
   }
-  out.used_blocks = 0;
-  out.cached_blocks = 0;
   for (const detail::BlockSlot& meta : blocks_) {
-    if (meta.group != g) continue;
-    out.used_blocks += meta.ref_count > 0 ? 1 : 0;
-    out.cached_blocks += meta.cached;
+    if (meta.group >= out.size()) continue;
+    out[meta.group].used_blocks += meta.ref_count > 0 ? 1 : 0;
+    out[meta.group].cached_blocks += meta.cached;
   }
   return out;
+}
+
+KvCacheGroupStats PrefixCache::group_stats(std::uint32_t g) const {
+  if (g >= layout_->group_count()) return {};
+  return all_group_stats()[g];
 }
 
 // ---------------------------------------------------------------- invariants

@@ -113,6 +113,28 @@ TEST(Cli, ABadTraceLineNamesFileAndLineUnlessSkipped) {
   EXPECT_EQ(j["requests"], 7);
 }
 
+// With room for everything, a full-attention group beside a sliding window
+// longer than any prompt hits exactly what one group hits; groups need the
+// vllm mode.
+TEST(Cli, ReplayRunsKvCacheGroups) {
+  TempFile trace("tiny-groups.jsonl", kTinyTrace);
+  const CliRun one = run({"replay", "--trace", trace.path(), "--block-tokens", "4", "--capacity",
+                          "1000", "--json", "-"});
+  const CliRun two = run({"replay", "--trace", trace.path(), "--block-tokens", "4", "--capacity",
+                          "1000", "--groups", "full:4,swa:4:1000", "--json", "-"});
+  ASSERT_EQ(one.code, kExitOk) << one.err;
+  ASSERT_EQ(two.code, kExitOk) << two.err;
+  const auto a = nlohmann::json::parse(one.out);
+  const auto b = nlohmann::json::parse(two.out);
+  EXPECT_GT(a["prefix_hit_tokens"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(b["prefix_hit_tokens"], a["prefix_hit_tokens"]);
+  EXPECT_EQ(b["evictions"], 0);
+  const CliRun simple = run({"replay", "--trace", trace.path(), "--block-tokens", "4", "--mode",
+                             "simple", "--groups", "full:4,swa:4:8"});
+  EXPECT_NE(simple.code, kExitOk);
+  EXPECT_NE(simple.err.find("KV cache groups need the vllm mode"), std::string::npos) << simple.err;
+}
+
 TEST(Cli, ReplayGivesTheExactCountsOfTheTinyTrace) {
   TempFile trace("tiny.jsonl", kTinyTrace);
   const CliRun r = run(

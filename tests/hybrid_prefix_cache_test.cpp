@@ -8,13 +8,19 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kvscope/cache_events.hpp"
 #include "kvscope/events/kv_event_codec.hpp"
+#include "kvscope/export/json.hpp"
+#include "kvscope/export/prometheus.hpp"
+#include "kvscope/metrics/shard_metrics.hpp"
 #include "kvscope/prefix_cache.hpp"
+#include "prometheus_parser.hpp"
 #include "test_util.hpp"
 
 namespace kvscope {
@@ -202,6 +208,43 @@ TEST(HybridPrefixCache, EventsNameTheGroupItsKindAndWindow) {
     EXPECT_EQ(batch.events[1].block_hashes.size(), 4u);
     EXPECT_EQ(batch.events[1].block_size, 4u);
   }
+}
+
+// The metered cache exports each group: JSON "kv_cache_groups" and
+// Prometheus families with `group` and `kind` labels (parsed strictly); one
+// full-attention group exports none of them (its figures are the totals).
+TEST(HybridPrefixCache, SnapshotsExportEveryGroup) {
+  MeteredPrefixCache cache(hybrid(64, 16, {full(16), sliding(16, 32)}));
+  const auto common = seq(48, 1);
+  ASSERT_TRUE(cache.allocate(Request::with_tokens(RequestId{0}, with_tail(common, 7, 1'000))).ok());
+  ASSERT_TRUE(cache.allocate(Request::with_tokens(RequestId{1}, with_tail(common, 5, 2'000))).ok());
+  const ShardSnapshot snapshot = cache.metrics().snapshot(Timestamp{std::chrono::seconds(1)});
+  ASSERT_EQ(snapshot.groups.size(), 2u);
+  EXPECT_EQ(snapshot.groups[1].stats.hit_blocks, 2u);
+  EXPECT_EQ(snapshot.groups[1].stats.placeholder_blocks, 1u);
+  EXPECT_EQ(snapshot.groups[0].stats.hit_blocks, 3u);
+
+  const auto j = nlohmann::json::parse(to_json(snapshot));
+  ASSERT_EQ(j["kv_cache_groups"].size(), 2u);
+  EXPECT_EQ(j["kv_cache_groups"][1]["kind"], "sliding_window");
+  EXPECT_EQ(j["kv_cache_groups"][1]["sliding_window"], 32);
+  EXPECT_EQ(j["kv_cache_groups"][0]["used_blocks"], 5);
+
+  const std::vector<ShardSnapshot> shards{snapshot};
+  const auto families = testing_util::PromParser::parse(to_prometheus(shards));
+  double sliding_hits = -1;
+  for (const auto& f : families)
+    for (const auto& sample : f.samples)
+      if (sample.name == "kvscope_kv_cache_group_hit_blocks_total" &&
+          sample.labels.at("group") == "1" && sample.labels.at("kind") == "sliding_window")
+        sliding_hits = sample.value;
+  EXPECT_EQ(sliding_hits, 2.0);
+
+  MeteredPrefixCache plain(testing_util::config(64, 16));
+  const ShardSnapshot one = plain.metrics().snapshot(Timestamp{std::chrono::seconds(1)});
+  EXPECT_TRUE(one.groups.empty());
+  EXPECT_EQ(to_prometheus(std::vector<ShardSnapshot>{one}).find("kv_cache_group"),
+            std::string::npos);
 }
 
 TEST(HybridPrefixCache, BadGroupConfigurationThrowsNamingTheField) {

@@ -177,6 +177,9 @@ struct KvCacheGroupStats {
   std::uint64_t query_blocks = 0;   ///< admissions' blocks of this group: ceil(tokens / b) each
   std::uint64_t hit_blocks = 0;     ///< of those, served by cached blocks
   std::uint64_t placeholder_blocks = 0;  ///< of those, needing no block (before a window)
+  std::uint64_t evictions = 0;           ///< cached blocks of this group reclaimed for new blocks
+
+  KvCacheGroupStats& operator+=(const KvCacheGroupStats& other) noexcept;
 };
 
 /// Order in which free() releases a request's blocks.
@@ -308,6 +311,11 @@ class PrefixCache {
   /// Group g's blocks and admission counts (g < layout().group_count(), else
   /// all zero). O(num_blocks): for reports, not for every operation.
   KvCacheGroupStats group_stats(std::uint32_t g) const;
+  /// Every group's, in one pass over the blocks. O(num_blocks).
+  std::vector<KvCacheGroupStats> all_group_stats() const;
+  /// Whether config().groups made this a hybrid cache (not one full-attention
+  /// group of block_size, which runs exactly as without groups).
+  bool has_groups() const noexcept { return hybrid_; }
   /// Length of a live request in tokens; fails with unknown_request.
   Result<std::uint32_t> num_tokens(RequestId id) const;
   /// The block holding `hash`, if cached.
@@ -432,6 +440,8 @@ class PrefixCache {
                                    std::span<const TokenId> new_tokens);
   template <class Policy>
   std::uint32_t cache_decided_blocks(Policy& policy, RequestState& state);
+  template <class Policy>
+  BlockId take_for_group(Policy& policy, std::uint32_t g, std::uint32_t& evicted_count);
   template <class Policy>
   void free_hybrid(Policy& policy, RequestState& state, FreeOrder order, FreeResult& result);
   void check_hybrid_request(const RequestState& state, std::vector<std::uint32_t>& holders) const;

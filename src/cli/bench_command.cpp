@@ -5,8 +5,8 @@
 
 #include <fstream>
 #include <numeric>
-#include <sstream>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 
 #include "bench_report.hpp"

@@ -253,8 +253,8 @@ namespace {
 // nothing is in use) and the share of its admitted blocks that hits served
 // or that needed no block (before a window).
 void group_section(fmt::memory_buffer& out, const LoadResult& r) {
-  const bool plain = r.group_configs.size() == 1 &&
-                     r.group_configs[0].kind == AttentionKind::full_attention;
+  const bool plain =
+      r.group_configs.size() == 1 && r.group_configs[0].kind == AttentionKind::full_attention;
   if (plain || r.group_configs.size() != r.group_stats.size()) return;
   std::uint64_t pool = 0;
   for (const ShardSnapshot& sh : r.final_snapshot->shards) pool += sh.num_blocks;

@@ -60,6 +60,7 @@ struct ReplayOptions {
   std::uint32_t shards = 1;
   std::uint32_t route_depth = 1;
   std::uint64_t max_requests = 0;  ///< 0: the whole trace
+  std::string groups;  ///< --groups, as for bench (block sizes multiples of block_tokens)
   bool skip_bad_lines = false;
   std::string json_path;  ///< "-" for stdout
   std::string svg_path;

@@ -328,14 +328,8 @@ void name_tenants(Runtime& runtime, const ChatWorkload& workload) {
 std::vector<KvCacheGroupStats> group_stats(Runtime& runtime, std::uint32_t groups) {
   std::vector<KvCacheGroupStats> sums(groups);
   auto add = [&sums](MeteredPrefixCache& cache, MultiLevelCacheMetrics&) {
-    for (std::uint32_t g = 0; g < sums.size(); ++g) {
-      const KvCacheGroupStats one = cache.cache().group_stats(g);
-      sums[g].used_blocks += one.used_blocks;
-      sums[g].cached_blocks += one.cached_blocks;
-      sums[g].query_blocks += one.query_blocks;
-      sums[g].hit_blocks += one.hit_blocks;
-      sums[g].placeholder_blocks += one.placeholder_blocks;
-    }
+    const std::vector<KvCacheGroupStats> shard = cache.cache().all_group_stats();
+    for (std::size_t g = 0; g < sums.size() && g < shard.size(); ++g) sums[g] += shard[g];
     return Result<void>{};
   };
   const Result<void> done = asio::co_spawn(runtime.shard_executor(ShardId{0}),
@@ -534,8 +528,8 @@ LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
         drive(config, shared, threads, executors, progress, progress_every, result.memory);
     result.group_configs = config.runtime.cache.groups;
     if (result.group_configs.empty())
-      result.group_configs = {KvCacheGroupConfig{AttentionKind::full_attention,
-                                                 config.runtime.cache.block_size, 0, 1}};
+      result.group_configs = {
+          KvCacheGroupConfig{AttentionKind::full_attention, config.runtime.cache.block_size, 0, 1}};
     result.group_stats =
         group_stats(runtime, static_cast<std::uint32_t>(result.group_configs.size()));
     runtime.stop();

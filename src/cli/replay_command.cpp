@@ -205,6 +205,9 @@ CLI::App* add_replay_command(CLI::App& app, ReplayOptions& o) {
                   "Route by the n-th block id (1 = the first, the runtime's rule)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--requests", o.max_requests, "Replay only the first N requests (0: all)");
+  cmd->add_option("--groups", o.groups,
+                  "KV cache groups, e.g. full:512,swa:512:4096 (block sizes multiples of "
+                  "--block-tokens; vllm mode)");
   cmd->add_flag("--skip-bad-lines", o.skip_bad_lines, "Count bad trace lines and go on");
   cmd->add_option("--json", o.json_path, "Write JSON to this file ('-': standard output only)");
   cmd->add_option("--svg", o.svg_path, "Draw hit ratio against capacity to this SVG file");
@@ -224,6 +227,7 @@ int run_replay(const ReplayOptions& o, const CliStreams& streams) {
       config.block_tokens = o.block_tokens;
       config.shards = o.shards;
       config.route_depth = o.route_depth;
+      config.groups = parse_groups(o.groups);
       runs.push_back(replay_trace(parsed.trace, config));
     }
   }

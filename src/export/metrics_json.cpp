@@ -145,6 +145,27 @@ nlohmann::json detail::shard_snapshot_json(const ShardSnapshot& s) {
   j["residency"] = s.residency ? detail::residency_json(*s.residency) : nlohmann::json(nullptr);
   j["miss_ratio_curve"] =
       s.miss_ratio ? detail::miss_ratio_json(*s.miss_ratio) : nlohmann::json(nullptr);
+  if (!s.groups.empty()) {  // hybrid layouts only: one group's figures are the totals
+    nlohmann::json groups = nlohmann::json::array();
+    for (std::size_t g = 0; g < s.groups.size(); ++g) {
+      const KvCacheGroupConfig& c = s.groups[g].config;
+      const KvCacheGroupStats& st = s.groups[g].stats;
+      groups.push_back({{"group", g},
+                        {"kind", to_string(c.kind)},
+                        {"block_size", c.block_size},
+                        {"sliding_window", c.kind == AttentionKind::sliding_window
+                                               ? nlohmann::json(c.sliding_window)
+                                               : nlohmann::json(nullptr)},
+                        {"num_layers", c.num_layers},
+                        {"used_blocks", st.used_blocks},
+                        {"cached_blocks", st.cached_blocks},
+                        {"query_blocks", st.query_blocks},
+                        {"hit_blocks", st.hit_blocks},
+                        {"placeholder_blocks", st.placeholder_blocks},
+                        {"evictions", st.evictions}});
+    }
+    j["kv_cache_groups"] = std::move(groups);
+  }
   return j;
 }
 

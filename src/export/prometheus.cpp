@@ -223,6 +223,36 @@ void write_residency(PrometheusWriter& out, const ResidencySnapshot& r,
 
 }  // namespace
 
+namespace {
+
+// KV cache groups (hybrid layouts only): a `group` label (the index) and the
+// group's `kind`, beside the unlabelled totals.
+void write_groups(PrometheusWriter& out, const std::vector<KvCacheGroupSnapshot>& groups,
+                  const PrometheusLabels& labels) {
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const KvCacheGroupStats& st = groups[g].stats;
+    const PrometheusLabels l = with(with(labels, "group", std::to_string(g)), "kind",
+                                    std::string(to_string(groups[g].config.kind)));
+    out.gauge("kvscope_kv_cache_group_blocks", "Pool blocks of a KV cache group",
+              with(l, "state", "used"), as_double(st.used_blocks));
+    out.gauge("kvscope_kv_cache_group_blocks", "Pool blocks of a KV cache group",
+              with(l, "state", "cached"), as_double(st.cached_blocks));
+    out.counter("kvscope_kv_cache_group_query_blocks_total",
+                "Blocks of a KV cache group that admissions asked for", l,
+                as_double(st.query_blocks));
+    out.counter("kvscope_kv_cache_group_hit_blocks_total", "Of those, blocks served from the cache",
+                l, as_double(st.hit_blocks));
+    out.counter("kvscope_kv_cache_group_placeholder_blocks_total",
+                "Of those, blocks needing no KV (before a sliding window)", l,
+                as_double(st.placeholder_blocks));
+    out.counter("kvscope_kv_cache_group_evictions_total",
+                "Cached blocks of a KV cache group reclaimed for new blocks", l,
+                as_double(st.evictions));
+  }
+}
+
+}  // namespace
+
 void write_prometheus(PrometheusWriter& out, const ShardSnapshot& s, const PrometheusLabels& labels,
                       const MetricsConfig& config) {
   write_query_counts(out, "kvscope_prefix_cache_", s.total.fresh, labels, "not preempted");
@@ -263,6 +293,7 @@ void write_prometheus(PrometheusWriter& out, const ShardSnapshot& s, const Prome
   write_labelled(out, "tenant", s.prefixes.tenants, labels);
   write_labelled(out, "adapter", s.prefixes.adapters, labels);
   if (s.residency) write_residency(out, *s.residency, labels, config);
+  write_groups(out, s.groups, labels);
 }
 
 void write_prometheus(PrometheusWriter& out, const MultiLevelSnapshot& s,

@@ -1,6 +1,7 @@
 #include "kvscope/metrics/shard_metrics.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "detail/units.hpp"
 
@@ -48,9 +49,19 @@ ShardSnapshot& ShardSnapshot::operator+=(const ShardSnapshot& other) {
   merged_prefixes += other.prefixes;
   std::optional<ResidencySnapshot> merged_residency = merged(residency, other.residency);
   std::optional<MissRatioCurve> merged_curve = merged(miss_ratio, other.miss_ratio);
+  std::vector<KvCacheGroupSnapshot> merged_groups = groups;
+  if (merged_groups.empty()) {
+    merged_groups = other.groups;
+  } else if (!other.groups.empty()) {
+    if (other.groups.size() != merged_groups.size())
+      throw std::invalid_argument("kvscope: merging snapshots of different KV cache groups");
+    for (std::size_t g = 0; g < merged_groups.size(); ++g)
+      merged_groups[g].stats += other.groups[g].stats;
+  }
   prefixes = std::move(merged_prefixes);
   residency = std::move(merged_residency);
   miss_ratio = std::move(merged_curve);
+  groups = std::move(merged_groups);
   at = std::max(at, other.at);
   shards += other.shards;
   total += other.total;
@@ -131,6 +142,11 @@ ShardSnapshot ShardMetrics::snapshot(Timestamp now) {
   s.prefixes = prefixes_.snapshot();
   if (residency_) s.residency = residency_->snapshot();
   if (miss_ratio_) s.miss_ratio = miss_ratio_->curve();
+  if (cache_->has_groups()) {  // O(num_blocks): one pass per snapshot
+    const std::vector<KvCacheGroupStats> stats = cache_->all_group_stats();
+    for (std::size_t g = 0; g < stats.size(); ++g)
+      s.groups.push_back({cache_->layout().groups()[g], stats[g]});
+  }
   return s;
 }
 

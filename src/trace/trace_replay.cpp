@@ -30,6 +30,9 @@ void ReplayConfig::validate() const {
         fmt::format("replay: capacity must be >= shards ({}), got {}", shards, capacity));
   if (block_tokens < 1) throw std::invalid_argument("replay: block_tokens must be >= 1");
   if (route_depth < 1) throw std::invalid_argument("replay: route_depth must be >= 1");
+  if (!groups.empty() && mode == ReplayMode::simple)
+    throw std::invalid_argument(
+        "replay: KV cache groups need the vllm mode (simple hashes partial blocks)");
 }
 
 double ReplayResult::block_hit_ratio() const noexcept {
@@ -86,6 +89,7 @@ std::vector<PrefixCache> make_shards(const ReplayConfig& config) {
     cache.num_blocks = config.capacity / config.shards + (s < config.capacity % config.shards);
     cache.block_size = config.block_tokens;
     cache.policy = config.policy;
+    cache.groups = config.groups;
     caches.emplace_back(cache);
   }
   return caches;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kvscope/metrics/block_residency.hpp"
 #include "kvscope/metrics/cache_metrics.hpp"
@@ -33,6 +34,12 @@ namespace kvscope {
 
 /// One shard's metrics at one instant: plain values, merged across shards
 /// with +=.
+/// One KV cache group in a snapshot.
+struct KvCacheGroupSnapshot {
+  KvCacheGroupConfig config;
+  KvCacheGroupStats stats;
+};
+
 struct ShardSnapshot {
   Timestamp at{0};
   std::uint32_t shards = 1;                 ///< how many shard snapshots were merged into this one
@@ -50,6 +57,9 @@ struct ShardSnapshot {
   PrefixSnapshot prefixes;
   std::optional<ResidencySnapshot> residency;  ///< when tracked
   std::optional<MissRatioCurve> miss_ratio;    ///< when MetricsConfig::miss_ratio.enabled
+  /// Per KV cache group (hybrid layouts only; empty for one full-attention
+  /// group, whose figures are the totals): its spec, blocks and admissions.
+  std::vector<KvCacheGroupSnapshot> groups;
 
   /// used / num_blocks (cached-but-free blocks count as free, like vLLM).
   double usage() const noexcept;

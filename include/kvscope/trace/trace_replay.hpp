@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kvscope/eviction_policy.hpp"
+#include "kvscope/kv_cache_groups.hpp"
 #include "kvscope/trace/mooncake_trace.hpp"
 
 namespace kvscope {
@@ -49,6 +50,9 @@ struct ReplayConfig {
   /// shard its route_depth-th id picks (1 = the first block, the Runtime's rule).
   std::uint32_t shards = 1;
   std::uint32_t route_depth = 1;  ///< >= 1; shorter requests use their last id
+  /// KV cache groups (PrefixCacheConfig::groups; block_tokens is the hash
+  /// block size); empty: one group. vllm mode only.
+  std::vector<KvCacheGroupConfig> groups{};
 
   void validate() const;
 };
