@@ -259,8 +259,8 @@ void group_section(fmt::memory_buffer& out, const LoadResult& r) {
   std::uint64_t pool = 0;
   for (const ShardSnapshot& sh : r.final_snapshot->shards) pool += sh.num_blocks;
   fmt::format_to(std::back_inserter(out),
-                 "\nKV cache groups (pool of {} blocks)  cached at the end    hit blocks   "
-                 "no block needed\n",
+                 "\nKV cache groups (pool of {} blocks)  peak in use        cached at the end    "
+                 "hit blocks   no block needed\n",
                  pool);
   for (std::size_t g = 0; g < r.group_configs.size(); ++g) {
     const KvCacheGroupConfig& c = r.group_configs[g];
@@ -270,10 +270,14 @@ void group_section(fmt::memory_buffer& out, const LoadResult& r) {
             ? fmt::format("{} sliding window {}, blocks of {}", g, c.sliding_window, c.block_size)
             : fmt::format("{} full attention, blocks of {}", g, c.block_size);
     const double q = st.query_blocks > 0 ? static_cast<double>(st.query_blocks) : 1.0;
-    fmt::format_to(std::back_inserter(out), "  {:<34} {:>9} ({:>5.1f}%)   {:>10.4f}   {:>15.4f}\n",
-                   name, st.cached_blocks,
-                   pool > 0 ? 100.0 * st.cached_blocks / static_cast<double>(pool) : 0.0,
-                   st.hit_blocks / q, st.placeholder_blocks / q);
+    const std::uint64_t peak = g < r.group_peak_used.size() ? r.group_peak_used[g] : 0;
+    auto share = [pool](std::uint64_t blocks) {
+      return pool > 0 ? 100.0 * static_cast<double>(blocks) / static_cast<double>(pool) : 0.0;
+    };
+    fmt::format_to(std::back_inserter(out),
+                   "  {:<34} {:>9} ({:>5.1f}%)  {:>9} ({:>5.1f}%)   {:>10.4f}   {:>15.4f}\n", name,
+                   peak, share(peak), st.cached_blocks, share(st.cached_blocks), st.hit_blocks / q,
+                   st.placeholder_blocks / q);
   }
 }
 
@@ -292,7 +296,9 @@ nlohmann::json groups_json(const LoadResult& r) {
          {"cached_blocks", st.cached_blocks},
          {"query_blocks", st.query_blocks},
          {"hit_blocks", st.hit_blocks},
-         {"placeholder_blocks", st.placeholder_blocks}});
+         {"placeholder_blocks", st.placeholder_blocks},
+         {"evictions", st.evictions},
+         {"peak_used_blocks", g < r.group_peak_used.size() ? r.group_peak_used[g] : 0}});
   }
   return groups;
 }

@@ -431,7 +431,7 @@ namespace {
 void watch(const LoadConfig& config, Shared& shared, ClientLatch& latch,
            const std::vector<std::unique_ptr<ClientThread>>& threads,
            const ProgressCallback& progress, std::chrono::milliseconds progress_every,
-           std::vector<MemorySample>& memory) {
+           std::vector<MemorySample>& memory, std::vector<std::uint64_t>& group_peak_used) {
   const auto deadline = shared.start + config.duration;
   const auto seconds_so_far = [&] {
     return std::chrono::duration<double>(SteadyClock::now() - shared.start).count();
@@ -447,6 +447,14 @@ void watch(const LoadConfig& config, Shared& shared, ClientLatch& latch,
       shared.stop_issuing.store(true, std::memory_order_relaxed);
     if (finished) return;
     memory.push_back({seconds_so_far(), resident_bytes()});
+    // KV cache groups: the most blocks each held in the snapshots seen.
+    if (const SnapshotPtr now = shared.runtime.snapshot()) {
+      const auto& groups = now->global.groups;
+      group_peak_used.resize(std::max(group_peak_used.size(), groups.size()));
+      for (std::size_t g = 0; g < groups.size(); ++g)
+        group_peak_used[g] =
+            std::max<std::uint64_t>(group_peak_used[g], groups[g].stats.used_blocks);
+    }
     if (progress) {
       LoadProgress p;
       p.seconds = seconds_so_far();
@@ -464,7 +472,8 @@ void watch(const LoadConfig& config, Shared& shared, ClientLatch& latch,
 double drive(const LoadConfig& config, Shared& shared,
              std::vector<std::unique_ptr<ClientThread>>& threads,
              const std::vector<asio::any_io_executor>& executors, const ProgressCallback& progress,
-             std::chrono::milliseconds progress_every, std::vector<MemorySample>& memory) {
+             std::chrono::milliseconds progress_every, std::vector<MemorySample>& memory,
+             std::vector<std::uint64_t>& group_peak_used) {
   ClientLatch latch(config.concurrency);
   shared.start = SteadyClock::now();
   std::uint32_t spawned = 0;
@@ -479,7 +488,7 @@ double drive(const LoadConfig& config, Shared& shared,
       };
       asio::co_spawn(executors[t], std::move(client), std::move(on_exit));
     }
-    watch(config, shared, latch, threads, progress, progress_every, memory);
+    watch(config, shared, latch, threads, progress, progress_every, memory, group_peak_used);
   } catch (...) {
     shared.stop_issuing.store(true, std::memory_order_relaxed);
     for (; spawned < config.concurrency; ++spawned) latch.finished(nullptr);  // never started
@@ -524,8 +533,8 @@ LoadResult run_load(const LoadConfig& config, const ProgressCallback& progress,
     Shared shared(config, runtime);
     runtime.start();
     if (config.trace == nullptr) name_tenants(runtime, shared.workload());
-    result.seconds =
-        drive(config, shared, threads, executors, progress, progress_every, result.memory);
+    result.seconds = drive(config, shared, threads, executors, progress, progress_every,
+                           result.memory, result.group_peak_used);
     result.group_configs = config.runtime.cache.groups;
     if (result.group_configs.empty())
       result.group_configs = {

@@ -114,6 +114,9 @@ struct LoadResult {
   /// blocks and admissions.
   std::vector<KvCacheGroupConfig> group_configs;
   std::vector<KvCacheGroupStats> group_stats;
+  /// Most blocks each group held in the snapshots sampled while the load
+  /// ran (hybrid layouts; every progress period).
+  std::vector<std::uint64_t> group_peak_used;
 
   double requests_per_second() const noexcept;
   /// Growth of resident memory after memory_warmup_seconds.
