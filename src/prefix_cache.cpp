@@ -135,7 +135,7 @@ Result<std::span<const BlockId>> PrefixCache::block_table(RequestId id, std::uin
   if (state == nullptr) return Status::unknown_request;
   if (group >= layout_->group_count()) return Status::invalid_hashes;
   if (!hybrid_) return std::span<const BlockId>(state->blocks);
-  return std::span<const BlockId>(state->group_blocks[group]);
+  return std::span<const BlockId>(hybrid_of(*state).group_blocks[group]);
 }
 
 std::optional<BlockId> PrefixCache::find(const BlockHash& hash, std::uint32_t group) const {
@@ -645,6 +645,8 @@ void PrefixCache::record_grown(bool cached, const RequestState& state, const Blo
 
 Result<FreeResult> PrefixCache::free(RequestId id, FreeOrder order) {
   begin_operation();
+  if (hybrid_) [[unlikely]]
+    return free_hybrid_request(id, order);
   return with_policy([&](auto& policy) { return free_with(policy, id, order); });
 }
 
@@ -661,9 +663,7 @@ Result<FreeResult> PrefixCache::free_with(Policy& policy, RequestId id, FreeOrde
       result.cached_free_blocks += blocks_[block.value].cached ? 1 : 0;
     }
   };
-  if (hybrid_) [[unlikely]] {
-    free_hybrid(policy, state, order, result);
-  } else if (order == FreeOrder::reverse) {
+  if (order == FreeOrder::reverse) {
     std::for_each(state.blocks.rbegin(), state.blocks.rend(), release_one);
   } else {
     std::for_each(state.blocks.begin(), state.blocks.end(), release_one);

@@ -50,13 +50,19 @@ struct PrefixCache::RequestState {
   ExtraKeys extras;
   bool hash_mode = false;
   bool sealed = false;
-  // KV cache groups (hybrid layouts only; `blocks` then stays empty): one
-  // block table per group (kPlaceholder where no block is needed: before a
-  // window's run, or released once out of the window); the whole hash chain
-  // and, in token mode with an event log attached at admission, every token
-  // (the events' token ids: a larger group's block completes across appends); per group the blocks
-  // decided, cached or not (vLLM's num_cached_block: a block passed over is never cached later),
-  // and the leading entries released.
+};
+
+// A live request's state for KV cache groups (hybrid layouts only; its
+// RequestState's `blocks` then stays empty), in hybrid_states_ at the same
+// slot (kept apart so the single-group RequestState is what it was): one
+// block table per group (kPlaceholderBlock where no block is needed: before
+// a window's run, or released once out of the window); the whole hash
+// chain and, in token mode with an event log attached at admission, every
+// token (the events' token ids: a larger group's block completes across
+// appends); per group the blocks decided, cached or not (vLLM's
+// num_cached_block: a block passed over is never cached later), and the
+// leading entries released.
+struct PrefixCache::HybridState {
   std::vector<std::vector<BlockId>> group_blocks;
   std::vector<BlockHash> chain;
   std::vector<TokenId> tokens;

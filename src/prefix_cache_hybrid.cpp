@@ -80,9 +80,9 @@ BlockId PrefixCache::take_for_group(Policy& policy, std::uint32_t g, std::uint32
 // blocks got a hash. One stored run per group and step in the event log.
 template <class Policy>
 std::uint32_t PrefixCache::cache_decided_blocks(Policy& policy, RequestState& state) {
+  HybridState& h = hybrid_of(state);
   const KvCacheLayout& layout = *layout_;
-  const std::uint32_t h = block_size();
-  const std::uint64_t hashed_tokens = std::uint64_t{state.chain.size()} * h;
+  const std::uint64_t hashed_tokens = std::uint64_t{h.chain.size()} * block_size();
   const std::uint32_t cacheable = layout.cacheable_tokens(
       static_cast<std::uint32_t>(std::min<std::uint64_t>(state.num_tokens, hashed_tokens)));
   std::uint32_t cached_count = 0;
@@ -90,13 +90,13 @@ std::uint32_t PrefixCache::cache_decided_blocks(Policy& policy, RequestState& st
     const std::uint32_t b = layout.groups()[g].block_size;
     const std::uint32_t m = layout.hashes_per_block(g);
     const std::uint32_t upto = cacheable / b;
-    std::vector<BlockId>& table = state.group_blocks[g];
-    for (std::uint32_t i = state.decided[g]; i < upto; ++i) {
+    std::vector<BlockId>& table = h.group_blocks[g];
+    for (std::uint32_t i = h.decided[g]; i < upto; ++i) {
       const bool eligible = table[i] != kPlaceholderBlock && layout.caches_block(g, i);
       bool cached = false;
       if (eligible) {
         blocks_[table[i].value].group = static_cast<std::uint8_t>(g);
-        cached = cache_block(policy, table[i], group_key(state.chain[(i + 1) * m - 1], g),
+        cached = cache_block(policy, table[i], group_key(h.chain[(i + 1) * m - 1], g),
                              /*may_be_resident=*/true, 0);
       }
       cached_count += cached ? 1 : 0;
@@ -105,14 +105,14 @@ std::uint32_t PrefixCache::cache_decided_blocks(Policy& policy, RequestState& st
         events_->end_run();  // masked, released, or kept private
         continue;
       }
-      const BlockHash* parent = i > 0 ? &state.chain[i * m - 1] : nullptr;
+      const BlockHash* parent = i > 0 ? &h.chain[i * m - 1] : nullptr;
       std::span<const TokenId> block_tokens;  // none in hash mode, or if the log came later
-      if (state.tokens.size() >= std::size_t{i + 1} * b)
-        block_tokens = std::span<const TokenId>(state.tokens).subspan(i * b, b);
-      events_->stored_block(state.chain[(i + 1) * m - 1], parent, block_tokens, i, state.extras,
+      if (h.tokens.size() >= std::size_t{i + 1} * b)
+        block_tokens = std::span<const TokenId>(h.tokens).subspan(i * b, b);
+      events_->stored_block(h.chain[(i + 1) * m - 1], parent, block_tokens, i, state.extras,
                             static_cast<std::uint8_t>(g));
     }
-    state.decided[g] = std::max(state.decided[g], upto);
+    h.decided[g] = std::max(h.decided[g], upto);
     if (events_ != nullptr) events_->end_run();  // one store per group and step, as vLLM
   }
   return cached_count;
@@ -160,28 +160,31 @@ Result<AllocateResult> PrefixCache::allocate_hybrid(const Request& request) {
   return with_policy([&](auto& policy) -> Result<AllocateResult> {
     RequestState& state = open_request(request, hashes, {});
     state.blocks.clear();
-    state.chain.assign(hashes.begin(), hashes.end());
+    if (hybrid_states_.size() < request_states_.size())
+      hybrid_states_.resize(request_states_.size());
+    HybridState& h = hybrid_of(state);
+    h.chain.assign(hashes.begin(), hashes.end());
     // Tokens only serve the KV events' token ids (a larger group's block
     // completes across appends): kept while a log is attached.
-    state.tokens.clear();
-    if (events_ != nullptr) state.tokens.assign(request.tokens.begin(), request.tokens.end());
-    state.group_blocks.resize(layout.group_count());
+    h.tokens.clear();
+    if (events_ != nullptr) h.tokens.assign(request.tokens.begin(), request.tokens.end());
+    h.group_blocks.resize(layout.group_count());
     std::size_t next_hit = 0;  // into scratch_resident_
     // Touch every group's hits before any group takes a block, so that one
     // group's new blocks cannot evict another's hits (vLLM #33775).
     for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
-      std::vector<BlockId>& table = state.group_blocks[g];
+      std::vector<BlockId>& table = h.group_blocks[g];
       table.assign(blocks_of(tokens, layout.groups()[g].block_size), kPlaceholderBlock);
       for (std::uint32_t i = hit.groups[g].placeholders; i < hit.groups[g].blocks; ++i) {
         table[i] = BlockId{scratch_resident_[next_hit++]};
         touch(policy, table[i]);
         ++block_references_;
       }
-      state.released[g] = hit.groups[g].placeholders;
-      state.decided[g] = hit.groups[g].blocks;
+      h.released[g] = hit.groups[g].placeholders;
+      h.decided[g] = hit.groups[g].blocks;
     }
     for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
-      std::vector<BlockId>& table = state.group_blocks[g];
+      std::vector<BlockId>& table = h.group_blocks[g];
       for (std::uint32_t i = hit.groups[g].blocks; i < table.size(); ++i) {
         table[i] = take_for_group(policy, g, result.evicted_blocks);
         ++block_references_;
@@ -211,17 +214,18 @@ template <class Policy>
 Result<AppendResult> PrefixCache::grow_hybrid(Policy& policy, RequestState& state,
                                               std::uint32_t num_new_tokens,
                                               std::span<const TokenId> new_tokens) {
+  HybridState& h = hybrid_of(state);
   const KvCacheLayout& layout = *layout_;
   const std::uint64_t new_total = std::uint64_t{state.num_tokens} + num_new_tokens;
   std::uint64_t live_after = 0;
   std::uint32_t extra = 0, freed_by_release = 0;
   std::array<std::uint32_t, kMaxKvCacheGroups> release_to{};
   for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
-    const std::vector<BlockId>& table = state.group_blocks[g];
+    const std::vector<BlockId>& table = h.group_blocks[g];
     const auto size = static_cast<std::uint32_t>(table.size());
     release_to[g] =
-        std::max(state.released[g], std::min(layout.skipped_blocks(g, state.num_tokens), size));
-    for (std::uint32_t i = state.released[g]; i < release_to[g]; ++i)
+        std::max(h.released[g], std::min(layout.skipped_blocks(g, state.num_tokens), size));
+    for (std::uint32_t i = h.released[g]; i < release_to[g]; ++i)
       if (table[i] != kPlaceholderBlock && blocks_[table[i].value].ref_count == 1)
         ++freed_by_release;
     const std::uint32_t total = blocks_of(new_total, layout.groups()[g].block_size);
@@ -237,17 +241,17 @@ Result<AppendResult> PrefixCache::grow_hybrid(Policy& policy, RequestState& stat
   AppendResult result;
   result.new_blocks = extra;
   for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
-    std::vector<BlockId>& table = state.group_blocks[g];
-    for (std::uint32_t i = release_to[g]; i-- > state.released[g];) {
+    std::vector<BlockId>& table = h.group_blocks[g];
+    for (std::uint32_t i = release_to[g]; i-- > h.released[g];) {
       if (table[i] == kPlaceholderBlock) break;  // released before: so is everything below
       release(policy, table[i]);
       --block_references_;
       table[i] = kPlaceholderBlock;
     }
-    state.released[g] = release_to[g];
+    h.released[g] = release_to[g];
   }
   for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
-    std::vector<BlockId>& table = state.group_blocks[g];
+    std::vector<BlockId>& table = h.group_blocks[g];
     const std::uint32_t total = blocks_of(new_total, layout.groups()[g].block_size);
     while (table.size() < total) {
       table.push_back(take_for_group(policy, g, result.evicted_blocks));
@@ -255,11 +259,11 @@ Result<AppendResult> PrefixCache::grow_hybrid(Policy& policy, RequestState& stat
     }
   }
   // Tokens kept from admission on (a log was attached then) stay complete.
-  if (events_ != nullptr && state.tokens.size() == state.num_tokens)
-    state.tokens.insert(state.tokens.end(), new_tokens.begin(), new_tokens.end());
-  state.chain.insert(state.chain.end(), scratch_hashes_.begin(), scratch_hashes_.end());
-  state.hashed_blocks = static_cast<std::uint32_t>(state.chain.size());
-  if (!state.chain.empty()) state.last_hash = state.chain.back();
+  if (events_ != nullptr && h.tokens.size() == state.num_tokens)
+    h.tokens.insert(h.tokens.end(), new_tokens.begin(), new_tokens.end());
+  h.chain.insert(h.chain.end(), scratch_hashes_.begin(), scratch_hashes_.end());
+  state.hashed_blocks = static_cast<std::uint32_t>(h.chain.size());
+  if (!h.chain.empty()) state.last_hash = h.chain.back();
   state.num_tokens = static_cast<std::uint32_t>(new_total);
   result.cached_blocks = cache_decided_blocks(policy, state);
   result.num_tokens = state.num_tokens;
@@ -290,6 +294,7 @@ Result<AppendResult> PrefixCache::append_hashes_hybrid(RequestState& state,
 template <class Policy>
 void PrefixCache::free_hybrid(Policy& policy, RequestState& state, FreeOrder order,
                               FreeResult& result) {
+  HybridState& h = hybrid_of(state);
   const auto release_one = [&](BlockId block) {
     if (block == kPlaceholderBlock) return;
     release(policy, block);
@@ -299,7 +304,7 @@ void PrefixCache::free_hybrid(Policy& policy, RequestState& state, FreeOrder ord
       result.cached_free_blocks += blocks_[block.value].cached ? 1 : 0;
     }
   };
-  for (std::vector<BlockId>& table : state.group_blocks) {
+  for (std::vector<BlockId>& table : h.group_blocks) {
     if (order == FreeOrder::reverse) {
       std::for_each(table.rbegin(), table.rend(), release_one);
     } else {
@@ -314,6 +319,26 @@ template void PrefixCache::free_hybrid(detail::LfuPolicy&, RequestState&, FreeOr
 template void PrefixCache::free_hybrid(detail::ArcPolicy&, RequestState&, FreeOrder, FreeResult&);
 template void PrefixCache::free_hybrid(detail::S3FifoPolicy&, RequestState&, FreeOrder,
                                        FreeResult&);
+
+// Frees a request of a hybrid cache: free_with()'s bookkeeping around
+// free_hybrid (kept apart so the single-group free stays as it was).
+Result<FreeResult> PrefixCache::free_hybrid_request(RequestId id, FreeOrder order) {
+  const auto slot = request_slot_.find(id.value);
+  if (!slot) return Status::unknown_request;
+  FreeResult result;
+  with_policy([&](auto& policy) { free_hybrid(policy, request_states_[*slot], order, result); });
+  free_request_slots_.push_back(*slot);
+  request_slot_.erase(id.value);
+  return result;
+}
+
+PrefixCache::HybridState& PrefixCache::hybrid_of(const RequestState& state) {
+  return hybrid_states_[static_cast<std::size_t>(&state - request_states_.data())];
+}
+
+const PrefixCache::HybridState& PrefixCache::hybrid_of(const RequestState& state) const {
+  return hybrid_states_[static_cast<std::size_t>(&state - request_states_.data())];
+}
 
 // ---------------------------------------------------------------- reports
 
@@ -353,24 +378,25 @@ KvCacheGroupStats PrefixCache::group_stats(std::uint32_t g) const {
 
 void PrefixCache::check_hybrid_request(const RequestState& state,
                                        std::vector<std::uint32_t>& holders) const {
+  const HybridState& h = hybrid_of(state);
   const auto fail = [&](const std::string& what) {
     throw std::logic_error("kvscope: PrefixCache invariant broken: request " +
                            std::to_string(state.id.value) + " " + what);
   };
   const KvCacheLayout& layout = *layout_;
   if (!state.blocks.empty()) fail("has a single-group table beside its group tables");
-  if (state.group_blocks.size() != layout.group_count()) fail("has the wrong number of tables");
-  if (state.chain.size() != state.hashed_blocks) fail("keeps a chain of the wrong length");
+  if (h.group_blocks.size() != layout.group_count()) fail("has the wrong number of tables");
+  if (h.chain.size() != state.hashed_blocks) fail("keeps a chain of the wrong length");
   if (std::uint64_t{state.hashed_blocks} * block_size() > state.num_tokens)
     fail("has more hashed tokens than tokens");
-  if (state.tokens.size() > state.num_tokens) fail("keeps more tokens than it has");
+  if (h.tokens.size() > state.num_tokens) fail("keeps more tokens than it has");
   for (std::uint32_t g = 0; g < layout.group_count(); ++g) {
-    const std::vector<BlockId>& table = state.group_blocks[g];
+    const std::vector<BlockId>& table = h.group_blocks[g];
     if (table.size() != blocks_of(state.num_tokens, layout.groups()[g].block_size))
       fail("has a table of the wrong length in group " + std::to_string(g));
     for (std::uint32_t i = 0; i < table.size(); ++i) {
       const bool placeholder = table[i] == kPlaceholderBlock;
-      if (placeholder != (i < state.released[g]))
+      if (placeholder != (i < h.released[g]))
         fail("has placeholders outside its released prefix in group " + std::to_string(g));
       if (!placeholder) ++holders.at(table[i].value);
     }

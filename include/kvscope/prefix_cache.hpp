@@ -372,6 +372,7 @@ class PrefixCache {
 
  private:
   struct RequestState;
+  struct HybridState;
 
   Result<void> validate_shape(const Request& request) const;
   std::span<const BlockHash> request_hashes(const Request& request);
@@ -445,6 +446,10 @@ class PrefixCache {
   template <class Policy>
   void free_hybrid(Policy& policy, RequestState& state, FreeOrder order, FreeResult& result);
   void check_hybrid_request(const RequestState& state, std::vector<std::uint32_t>& holders) const;
+  Result<FreeResult> free_hybrid_request(RequestId id, FreeOrder order);
+  // The hybrid state at `state`'s slot.
+  HybridState& hybrid_of(const RequestState& state);
+  const HybridState& hybrid_of(const RequestState& state) const;
   RequestState* find_request(RequestId id);
   const RequestState* find_request(RequestId id) const;
 
@@ -454,6 +459,7 @@ class PrefixCache {
   std::unique_ptr<KvCacheLayout> layout_;
   bool hybrid_ = false;
   std::array<KvCacheGroupStats, kMaxKvCacheGroups> group_admissions_{};  // hybrid_ only
+  std::vector<HybridState> hybrid_states_;  // hybrid_ only: one per request_states_ slot
   BlockHasher hasher_;
   std::vector<detail::BlockSlot> blocks_;  // fixed size: policy and links_ point into it
   detail::SlotLists links_;
