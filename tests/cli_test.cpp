@@ -176,6 +176,65 @@ TEST(Cli, SimpleLruReplayReproducesTheReferenceTable) {
   }
 }
 
+// What a user sees for each mistake the operator-experience review found
+// (issue 22): the flag they typed, its range in plain numbers, one prefix.
+TEST(Cli, MessagesNameTheFlagAndItsRangeInPlainNumbers) {
+  const CliRun zero = run({"bench", "--requests", "0"});
+  EXPECT_EQ(zero.code, kExitUsage);
+  EXPECT_EQ(zero.err, "kvscope: --requests must be >= 1\nRun with --help for more information.\n");
+  const CliRun shards = run({"bench", "--shards", "5000"});
+  EXPECT_EQ(shards.err,
+            "kvscope: --shards must be 0 .. 1024\nRun with --help for more information.\n");
+  const CliRun blocks = run({"bench", "--blocks", "1", "--shards", "2", "--quiet"});
+  EXPECT_EQ(blocks.code, kExitUsage);
+  EXPECT_EQ(blocks.err,
+            "kvscope: --blocks must be >= the number of shards (2): every shard needs a block\n"
+            "Run with --help for more information.\n");
+  const CliRun duration = run({"bench", "--duration", "2e6"});
+  EXPECT_EQ(duration.err,
+            "kvscope: --duration must be 0 .. 1000000\nRun with --help for more information.\n");
+  const CliRun capacity = run({"replay", "--trace", "/dev/null", "--capacity", "0"});
+  EXPECT_EQ(capacity.err,
+            "kvscope: --capacity must be 1 .. 2147483648\n"
+            "Run with --help for more information.\n");
+}
+
+TEST(Cli, EveryHelpShowsTheDefaults) {
+  const CliRun bench = run({"bench", "--help"});
+  EXPECT_EQ(bench.code, kExitOk);
+  for (const char* shown : {"--requests UINT:>= 1=300000", "--concurrency UINT:1 .. 100000=1024",
+                            "=lru", "--blocks UINT:1 .. 2147483648=262144"})
+    EXPECT_NE(bench.out.find(shown), std::string::npos) << shown << " in\n" << bench.out;
+  const CliRun replay = run({"replay", "--help"});
+  for (const char* shown :
+       {"--capacity UINT:1 .. 2147483648=[10000]", "--block-tokens", "=512", "=vllm"})
+    EXPECT_NE(replay.out.find(shown), std::string::npos) << shown << " in\n" << replay.out;
+  const CliRun events = run({"events", "--help"});
+  EXPECT_NE(events.out.find("--idle FLOAT:0 .. 10000000=0"), std::string::npos) << events.out;
+}
+
+// The chart's title names the trace by its file name, not its path; the
+// report's per-tenant line has no trailing separator.
+TEST(Cli, TheChartTitleUsesTheFileNameAndTheReportReadsCleanly) {
+  TempFile trace("tiny-title.jsonl", kTinyTrace);
+  TempFile svg("title.svg");
+  const CliRun r = run({"replay", "--trace", trace.path(), "--block-tokens", "4", "--capacity",
+                        "4,8", "--svg", svg.path()});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const std::string chart = svg.read();
+  EXPECT_NE(chart.find("tiny-title.jsonl: token hit ratio vs capacity"), std::string::npos);
+  EXPECT_EQ(chart.find(std::filesystem::temp_directory_path().string()), std::string::npos);
+
+  const CliRun bench = run({"bench", "--requests", "300", "--concurrency", "16", "--shards", "2",
+                            "--blocks", "8192", "--quiet"});
+  ASSERT_EQ(bench.code, kExitOk) << bench.err;
+  const std::size_t at = bench.out.find("by tenant: ");
+  ASSERT_NE(at, std::string::npos) << bench.out;
+  const std::string line = bench.out.substr(at, bench.out.find('\n', at) - at);
+  EXPECT_NE(line.back(), ';') << line;
+  EXPECT_NE(line.find(" requests); tenant-"), std::string::npos) << line;
+}
+
 TEST(Cli, ASweepOverPoliciesPrintsATableAndDrawsTheChart) {
   KVSCOPE_TRACE_OR_SKIP(trace, SIZE_MAX);
   TempFile svg("sweep.svg");

@@ -17,8 +17,11 @@ std::string PerformanceDiagnosis::to_text() const {
   auto breakdown = [&](const char* what, const std::vector<NamedHitRate>& rates) {
     if (rates.empty()) return;
     out += fmt::format("by {}:", what);
-    for (const NamedHitRate& r : rates)
-      out += fmt::format(" {} {:.1f}% ({} requests);", r.name, 100 * r.hit_rate, r.requests);
+    for (std::size_t i = 0; i < rates.size(); ++i) {
+      const NamedHitRate& r = rates[i];
+      out += fmt::format("{} {} {:.1f}% ({} requests)", i == 0 ? "" : ";", r.name, 100 * r.hit_rate,
+                         r.requests);
+    }
     out += '\n';
   };
   breakdown("tenant", by_tenant);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "bench_report.hpp"
 #include "commands.hpp"
@@ -15,6 +16,7 @@
 #include "kvscope/eviction_policy.hpp"
 #include "kvscope/export/prometheus.hpp"
 #include "load_driver.hpp"
+#include "option_checks.hpp"
 
 namespace kvscope::cli {
 
@@ -166,47 +168,46 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   CLI::App* cmd = app.add_subcommand(
       "bench", "Load run: client coroutines drive the sharded runtime (the main job)");
   cmd->add_option("--shards", o.shards, "Shards (threads); 0 = one per hardware thread")
-      ->check(CLI::Range(0, 1024));
+      ->check(between(0, 1024));
   cmd->add_option("--threads", o.threads,
                   "Client threads; the first ones are the shards' own threads; 0 = --shards")
-      ->check(CLI::Range(0, 1024));
+      ->check(between(0, 1024));
   cmd->add_option("--requests", o.requests, "Request cycles to run (with --trace: at most)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--duration", o.duration_seconds,
                   "Stop issuing after this many seconds (0: no limit)")
-      ->check(CLI::Range(0.0, 1e6));
-  cmd->add_option("--concurrency", o.concurrency, "Client coroutines")
-      ->check(CLI::Range(1, 100'000));
+      ->check(between(0.0, 1e6));
+  cmd->add_option("--concurrency", o.concurrency, "Client coroutines")->check(between(1, 100'000));
   cmd->add_option("--blocks", o.blocks, "Blocks in the whole pool (split across shards)")
-      ->check(CLI::Range(1u, 1u << 31));
+      ->check(between(1u, 1u << 31));
   cmd->add_option("--block-size", o.block_size, "Tokens per block (default 16; 512 with --trace)")
-      ->check(CLI::Range(0, 1 << 20));
+      ->check(between(0, 1 << 20));
   cmd->add_option("--policy", o.policy, "Eviction policy")->check(CLI::IsMember(policy_names()));
   cmd->add_option("--seed", o.seed, "Workload seed");
   cmd->add_option("--trace", o.trace, "Replay a Mooncake-format trace instead of the chat workload")
       ->check(CLI::ExistingFile);
   cmd->add_option("--speedup", o.speedup,
                   "Trace pacing: arrival = timestamp / speedup (0: as fast as possible)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_flag("--skip-bad-lines", o.skip_bad_lines, "Count bad trace lines and go on");
   cmd->add_option("--route-depth", o.route_depth,
                   "Trace requests go to the shard of their n-th id (1: the runtime's own "
                   "routing by the first block, which sends a Mooncake trace to one shard)")
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(between(1, 1 << 20));
   cmd->add_option("--prefill-ns-per-token", o.prefill_ns_per_token,
                   "Simulated prefill time per uncached prompt token")
-      ->check(CLI::Range(0.0, 1e9));
+      ->check(between(0.0, 1e9));
   cmd->add_option("--decode-steps", o.decode_steps, "Appends per request (decode growth; 0: none)")
-      ->check(CLI::Range(0, 1024));
+      ->check(between(0, 1024));
   cmd->add_option("--snapshot-ms", o.snapshot_ms, "Aggregator period in milliseconds")
-      ->check(CLI::Range(1, 3'600'000));
+      ->check(between(1, 3'600'000));
   cmd->add_option("--warmup", o.warmup_seconds,
                   "Seconds of warm-up before resident-memory growth is measured")
-      ->check(CLI::Range(0.0, 1e6));
+      ->check(between(0.0, 1e6));
   cmd->add_option("--max-rss-growth", o.max_rss_growth_percent,
                   "Soak check: fail when resident memory grows more than this many percent "
                   "after the warm-up")
-      ->check(CLI::Range(0.0, 1e6));
+      ->check(between(0.0, 1e6));
   cmd->add_option("--json", o.json_path, "Write the report as JSON to this file");
   cmd->add_option("--prometheus", o.prometheus_path,
                   "Write the final Prometheus exposition text to this file");
@@ -221,6 +222,11 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
 
 int run_bench(const BenchOptions& options, const CliStreams& streams) {
   BenchOptions o = options;
+  const std::uint32_t shards =
+      o.shards != 0 ? o.shards : std::max(1u, std::thread::hardware_concurrency());
+  if (o.blocks < shards)
+    throw std::invalid_argument(fmt::format(
+        "--blocks must be >= the number of shards ({}): every shard needs a block", shards));
   if (o.block_size == 0) {
     // With groups the block size is the hash block: their gcd by default.
     o.block_size = o.trace.empty() ? 16 : 512;

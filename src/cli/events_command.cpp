@@ -16,6 +16,7 @@
 
 #include "commands.hpp"
 #include "event_stream.hpp"
+#include "option_checks.hpp"
 
 namespace kvscope::cli {
 
@@ -194,10 +195,10 @@ CLI::App* add_events_command(CLI::App& app, std::function<int(const CliStreams&)
   cmd->add_option("--topic", options->topic, "Subscribe to this topic prefix (default: all)");
   cmd->add_option("--duration", options->duration_seconds,
                   "Stop after this many seconds (0: no limit; Ctrl-C or SIGTERM stops and reports)")
-      ->check(CLI::Range(0.0, 1e7));
+      ->check(between(0.0, 1e7));
   cmd->add_option("--idle", options->idle_seconds,
                   "Stop once no batch came for this many seconds after the first (0: never)")
-      ->check(CLI::Range(0.0, 1e7));
+      ->check(between(0.0, 1e7));
   cmd->add_option("--json", options->json_path, "Write the final report as JSON to this file");
   cmd->add_flag("--quiet", options->quiet, "No live line");
   run = [options](const CliStreams& streams) { return run_events(*options, streams); };

@@ -3,6 +3,7 @@
 // miss-ratio curve the analytics predict beside the measured points.
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "commands.hpp"
 #include "kvscope/metrics/miss_ratio_curve.hpp"
 #include "kvscope/trace/trace_replay.hpp"
+#include "option_checks.hpp"
 #include "svg_chart.hpp"
 
 namespace kvscope::cli {
@@ -95,7 +97,8 @@ std::vector<std::uint64_t> curve_capacities(const std::vector<std::uint32_t>& sw
 void write_svg(const ReplayOptions& o, const MooncakeTrace& trace, ReplayMode mode,
                const std::vector<ReplayResult>& runs) {
   ChartSpec chart;
-  chart.title = fmt::format("{}: token hit ratio vs capacity ({} mode)", o.trace, to_string(mode));
+  chart.title = fmt::format("{}: token hit ratio vs capacity ({} mode)",
+                            std::filesystem::path(o.trace).filename().string(), to_string(mode));
   chart.x_label = "capacity (blocks)";
   chart.y_label = "token hit ratio";
   chart.log_x = true;
@@ -192,18 +195,18 @@ CLI::App* add_replay_command(CLI::App& app, ReplayOptions& o) {
   cmd->add_option("--trace", o.trace, "Trace file (JSONL)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--capacity", o.capacities, "Usable blocks; a comma-separated list for a sweep")
       ->delimiter(',')
-      ->check(CLI::Range(1u, 1u << 31));
+      ->check(between(1u, 1u << 31));
   cmd->add_option("--policy", o.policy, "Eviction policy, or all")
       ->check(CLI::IsMember(policy_choices()));
   cmd->add_option("--block-tokens", o.block_tokens, "Tokens per trace id")
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(between(1, 1 << 20));
   cmd->add_option("--mode", o.mode, "vllm (engine rules) or simple (the trace README's LRU)")
       ->check(CLI::IsMember({"vllm", "simple"}));
   cmd->add_option("--shards", o.shards, "Caches the capacity is split across")
-      ->check(CLI::Range(1, 1024));
+      ->check(between(1, 1024));
   cmd->add_option("--route-depth", o.route_depth,
                   "Route by the n-th block id (1 = the first, the runtime's rule)")
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(between(1, 1 << 20));
   cmd->add_option("--requests", o.max_requests, "Replay only the first N requests (0: all)");
   cmd->add_option("--groups", o.groups,
                   "KV cache groups, e.g. full:512,swa:512:4096 (block sizes multiples of "
