@@ -108,10 +108,12 @@ inline std::vector<HttpReply> http_exchange(std::uint16_t port, const std::strin
 }
 
 /// One request with "Connection: close"; the one response (throws if the
-/// server sent none or several).
+/// server sent none or several). `extra_headers`: raw "Name: value\r\n" lines.
 inline HttpReply http_request(std::uint16_t port, const std::string& method,
-                              const std::string& target, const std::string& body = "") {
+                              const std::string& target, const std::string& body = "",
+                              const std::string& extra_headers = "") {
   std::string raw = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  raw += extra_headers;
   if (!body.empty() || method == "POST")
     raw +=
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";

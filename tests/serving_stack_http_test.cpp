@@ -181,8 +181,27 @@ TEST(HttpResponse, SerializesStatusLengthAndConnection) {
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n"
             "Retry-After: 1\r\n\r\nbusy");
   EXPECT_EQ(serialize(response, false).find("Connection: close\r\n") != std::string::npos, true);
-  EXPECT_EQ(error_response(404, "no \"x\"").body,
-            R"({"error":{"message":"no \"x\"","status":404}})");
+  EXPECT_EQ(
+      error_response(404, "no \"x\"").body,
+      R"({"error":{"code":null,"message":"no \"x\"","param":null,"type":"invalid_request_error"}})");
+  EXPECT_EQ(
+      error_response(503, "busy", "model", "overloaded").body,
+      R"({"error":{"code":"overloaded","message":"busy","param":"model","type":"server_error"}})");
+}
+
+TEST(HttpResponse, AStreamedResponseSendsItsHeadAndFramesChunks) {
+  HttpResponse response{.status = 200, .content_type = "text/event-stream"};
+  response.body = "ignored";
+  response.stream = [](BodyWriter&) -> asio::awaitable<void> { co_return; };
+  EXPECT_EQ(serialize(response, true),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: "
+            "chunked\r\n\r\n");
+  // An HTTP/1.0 client: no framing, the body ends when the connection closes.
+  EXPECT_EQ(serialize(response, false, /*chunked=*/false),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(chunk_frame("data: x\n\n"), "9\r\ndata: x\n\n\r\n");
+  EXPECT_EQ(chunk_frame(std::string(26, 'a')).substr(0, 4), "1a\r\n");
+  EXPECT_EQ(kLastChunk, "0\r\n\r\n");
 }
 
 // ---- /v1/generate bodies ----

@@ -237,7 +237,7 @@ TEST_F(ServingStackServer, RefusedRequestsAnswer4xxAndChangeNothing) {
   EXPECT_EQ(malformed[0].status, 400);
   EXPECT_EQ(malformed[0].header("Connection"), "close");
   const Json error = Json::parse(generate("[]").body);
-  EXPECT_EQ(error["error"]["status"], 400);
+  EXPECT_EQ(error["error"]["type"], "invalid_request_error");
   EXPECT_FALSE(error["error"]["message"].get<std::string>().empty());
 
   const auto after = cache_state();
@@ -421,6 +421,284 @@ TEST_F(ServingStackServer, ShutdownFinishesRequestsInFlightAndClosesIdleConnecti
 
 // Secure defaults: reachable from this machine only, bounded bodies,
 // headers and connections (the command line's defaults are these).
+// ---- The OpenAI-compatible endpoints ----
+
+/// Words "w0 w1 ..." from `first`: a prompt of `n` tokens.
+std::string words(int n, int first = 0) {
+  std::string text;
+  for (int i = 0; i < n; ++i) text += "w" + std::to_string(first + i) + " ";
+  return text;
+}
+
+Json completion_body(const std::string& prompt, int max_tokens = 4) {
+  return {{"model", "kvscope-example"}, {"prompt", prompt}, {"max_tokens", max_tokens}};
+}
+
+/// The data of each server-sent event, in order.
+std::vector<std::string> sse_data(const std::string& body) {
+  std::vector<std::string> events;
+  std::size_t at = 0;
+  while ((at = body.find("data: ", at)) != std::string::npos) {
+    const std::size_t end = body.find("\n\n", at);
+    if (end == std::string::npos) break;
+    events.push_back(body.substr(at + 6, end - at - 6));
+    at = end + 2;
+  }
+  return events;
+}
+
+class OpenAiEndpoints : public ServingStackServer {
+ protected:
+  HttpReply post(const std::string& path, const Json& body, const std::string& headers = "") {
+    return http_request(port(), "POST", path, body.dump(), headers);
+  }
+  Json post_ok(const std::string& path, const Json& body, const std::string& headers = "") {
+    const HttpReply reply = post(path, body, headers);
+    EXPECT_EQ(reply.status, 200) << reply.body;
+    return Json::parse(reply.body);
+  }
+  std::uint64_t cached(const Json& response) {
+    return response["usage"]["prompt_tokens_details"]["cached_tokens"].get<std::uint64_t>();
+  }
+};
+
+TEST_F(OpenAiEndpoints, ModelsListsTheServedModel) {
+  start();
+  const HttpReply reply = http_request(port(), "GET", "/v1/models");
+  ASSERT_EQ(reply.status, 200);
+  const Json models = Json::parse(reply.body);
+  EXPECT_EQ(models["object"], "list");
+  ASSERT_EQ(models["data"].size(), 1u);
+  EXPECT_EQ(models["data"][0]["id"], "kvscope-example");
+  EXPECT_EQ(http_request(port(), "POST", "/v1/models").status, 405);
+}
+
+TEST_F(OpenAiEndpoints, CompletionReportsTheCacheHitAsCachedTokens) {
+  start();
+  const Json first = post_ok("/v1/completions", completion_body(words(40), 4));
+  EXPECT_EQ(first["object"], "text_completion");
+  EXPECT_EQ(first["usage"]["prompt_tokens"], 40);
+  EXPECT_EQ(first["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(first["usage"]["total_tokens"], 44);
+  EXPECT_EQ(cached(first), 0u);
+  EXPECT_EQ(first["choices"][0]["finish_reason"], "length");
+  const Json second = post_ok("/v1/completions", completion_body(words(40), 4));
+  EXPECT_EQ(cached(second), 32u);                                        // two full blocks of 16
+  EXPECT_EQ(second["choices"][0]["text"], first["choices"][0]["text"]);  // a deterministic model
+  EXPECT_NE(second["id"], first["id"]);
+
+  const auto snapshot = settled_snapshot();
+  EXPECT_EQ(snapshot->global.total.fresh.hit_tokens, 32u);
+  EXPECT_EQ(snapshot->global.total.fresh.query_tokens, 80u);
+  EXPECT_EQ(live_requests(), 0u);
+}
+
+TEST_F(OpenAiEndpoints, ABatchRunsItsPromptsInOrder) {
+  start();
+  const Json body = {
+      {"model", "kvscope-example"}, {"prompt", {words(40), words(40)}}, {"max_tokens", 2}};
+  const Json response = post_ok("/v1/completions", body);
+  ASSERT_EQ(response["choices"].size(), 2u);
+  EXPECT_EQ(response["choices"][1]["index"], 1);
+  EXPECT_EQ(cached(response), 32u);  // the second prompt hits the first one's blocks
+  EXPECT_EQ(response["usage"]["prompt_tokens"], 80);
+}
+
+TEST_F(OpenAiEndpoints, AChatFollowUpHitsTheEarlierTurnAndItsAnswer) {
+  start();
+  Json messages = {{{"role", "system"}, {"content", words(30)}},
+                   {{"role", "user"}, {"content", "What is cached?"}}};
+  const Json body = {{"model", "kvscope-example"}, {"messages", messages}, {"max_tokens", 20}};
+  const Json first = post_ok("/v1/chat/completions", body);
+  EXPECT_EQ(first["object"], "chat.completion");
+  const Json& message = first["choices"][0]["message"];
+  EXPECT_EQ(message["role"], "assistant");
+  const std::uint64_t turn_tokens = first["usage"]["total_tokens"].get<std::uint64_t>();
+
+  messages.push_back(message);
+  messages.push_back({{"role", "user"}, {"content", "And then?"}});
+  const Json second =
+      post_ok("/v1/chat/completions",
+              {{"model", "kvscope-example"}, {"messages", messages}, {"max_tokens", 4}});
+  // The earlier prompt and its decoded answer, in whole blocks.
+  EXPECT_EQ(cached(second), turn_tokens / 16 * 16);
+  EXPECT_GT(cached(second), 32u);
+}
+
+TEST_F(OpenAiEndpoints, StreamingSendsChunksUsageAndDone) {
+  start();
+  const Json body = {{"model", "kvscope-example"},
+                     {"messages", {{{"role", "user"}, {"content", words(20)}}}},
+                     {"max_tokens", 40},
+                     {"stream", true},
+                     {"stream_options", {{"include_usage", true}}}};
+  const HttpReply reply = post("/v1/chat/completions", body);
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(reply.header("Content-Type"), "text/event-stream");
+  EXPECT_EQ(reply.header("Transfer-Encoding"), "chunked");
+  const auto events = sse_data(reply.body);
+  ASSERT_GE(events.size(), 5u) << reply.body;  // role, 3 steps of <= 16 tokens, close, usage, DONE
+  EXPECT_EQ(events.back(), "[DONE]");
+  std::string content;
+  for (std::size_t i = 0; i + 3 < events.size(); ++i) {
+    const Json chunk = Json::parse(events[i]);
+    EXPECT_EQ(chunk["object"], "chat.completion.chunk");
+    EXPECT_TRUE(chunk["usage"].is_null());
+    EXPECT_TRUE(chunk["choices"][0]["finish_reason"].is_null());
+    content += chunk["choices"][0]["delta"]["content"].get<std::string>();
+  }
+  EXPECT_EQ(Json::parse(events[0])["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(Json::parse(events[events.size() - 3])["choices"][0]["finish_reason"], "length");
+  const Json usage = Json::parse(events[events.size() - 2]);
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 40);
+
+  // The same request without streaming decodes the same text.
+  Json whole = body;
+  whole.erase("stream");
+  whole.erase("stream_options");
+  EXPECT_EQ(post_ok("/v1/chat/completions", whole)["choices"][0]["message"]["content"], content);
+  EXPECT_EQ(live_requests(), 0u);
+}
+
+TEST_F(OpenAiEndpoints, AnHttp10ClientGetsTheStreamUntilTheConnectionCloses) {
+  start();
+  const std::string body = Json{
+      {"model", "kvscope-example"},
+      {"prompt", "a b c"},
+      {"max_tokens", 3},
+      {"stream", true}}.dump();
+  const std::string raw =
+      "POST /v1/completions HTTP/1.0\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  const std::string bytes = kvscope::testing_util::http_roundtrip_bytes(port(), raw);
+  EXPECT_EQ(bytes.find("Transfer-Encoding"), std::string::npos) << bytes;
+  EXPECT_NE(bytes.find("Connection: close"), std::string::npos) << bytes;
+  const auto events = sse_data(bytes.substr(bytes.find("\r\n\r\n") + 4));
+  ASSERT_EQ(events.size(), 3u) << bytes;  // one step of 3 tokens, the close, DONE
+  EXPECT_EQ(events.back(), "[DONE]");
+}
+
+TEST_F(OpenAiEndpoints, AClientThatLeavesMidStreamFreesItsBlocks) {
+  ServiceConfig service = instant_service();
+  service.decode_per_token = std::chrono::milliseconds(2);
+  start(small_runtime(), service);
+  const std::string body = Json{
+      {"model", "kvscope-example"},
+      {"prompt", words(40)},
+      {"max_tokens", 2000},
+      {"stream", true}}.dump();
+  {
+    RawClient client(port());
+    client.send("POST /v1/completions HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\n\r\n" + body);
+    client.read_until("data: ");  // the first decode step arrived
+    EXPECT_EQ(live_requests(), 1u);
+  }  // the client closes its socket
+  EXPECT_TRUE(eventually([&] { return live_requests() == 0; }));
+}
+
+TEST_F(OpenAiEndpoints, CacheSaltOrHeaderSelectsTheTenant) {
+  start();
+  Json salted = completion_body(words(40));
+  salted["cache_salt"] = "acme";
+  EXPECT_EQ(cached(post_ok("/v1/completions", salted)), 0u);
+  EXPECT_EQ(cached(post_ok("/v1/completions", salted)), 32u);
+  EXPECT_EQ(
+      cached(post_ok("/v1/completions", completion_body(words(40)), "X-Cache-Salt: acme\r\n")),
+      32u);
+  EXPECT_EQ(cached(post_ok("/v1/completions", completion_body(words(40)))), 0u);  // the default
+  EXPECT_EQ(
+      cached(post_ok("/v1/completions", completion_body(words(40)), "X-Cache-Salt: other\r\n")),
+      0u);
+  const HttpReply conflict = post("/v1/completions", salted, "X-Cache-Salt: someone-else\r\n");
+  EXPECT_EQ(conflict.status, 400);
+  EXPECT_EQ(Json::parse(conflict.body)["error"]["param"], "cache_salt");
+  EXPECT_EQ(post("/v1/completions", completion_body("x"), "X-Cache-Salt: a b\r\n").status, 400);
+  EXPECT_TRUE(settled_snapshot()->global.prefixes.tenants.contains("acme"));
+}
+
+TEST_F(OpenAiEndpoints, RefusalsUseOpenAisErrorShapeAndChangeNothing) {
+  ServerConfig server;
+  server.limits.max_body_bytes = 64 * 1024;
+  start(small_runtime(), instant_service(), server);
+  (void)post_ok("/v1/completions", completion_body(words(40)));  // some cached state to protect
+  const auto before = cache_state();
+
+  struct Case {
+    std::string path;
+    std::string body;
+    int status;
+    std::string param;
+  };
+  const std::string m = R"("model":"kvscope-example",)";
+  const std::vector<Case> cases{
+      {"/v1/completions", "{not json", 400, ""},
+      {"/v1/completions", "{" + m + R"("prompt":"x","bogus":1})", 400, "bogus"},
+      {"/v1/chat/completions",
+       "{" + m + R"("messages":[{"role":"user","content":"x"}],"tools":[]})", 400, "tools"},
+      {"/v1/completions", "{" + m + R"("prompt":[1,4294967296]})", 400, "prompt"},
+      {"/v1/completions", "{" + m + R"("prompt":[18446744073709551616]})", 400, "prompt"},
+      {"/v1/completions", "{" + m + R"("prompt":[1e400]})", 400, ""},
+      {"/v1/completions", "{" + m + R"("prompt":"x","max_tokens":1e20})", 400, "max_tokens"},
+      {"/v1/completions", "{" + m + R"("prompt":"x","max_tokens":100000})", 400, "max_tokens"},
+      {"/v1/completions", "{" + m + R"("prompt":""})", 400, "prompt"},
+      {"/v1/completions", R"({"model":"gpt-4","prompt":"x"})", 404, "model"},
+      {"/v1/chat/completions", "{" + m + R"("messages":[{"role":"tool","content":"x"}]})", 400,
+       "messages[0].role"},
+      // 3,000 tokens: more than a shard's pool of 128 blocks of 16.
+      {"/v1/completions", "{" + m + "\"prompt\":\"" + words(3000) + "\"}", 400, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.path + " " + c.body.substr(0, 120));
+    const HttpReply reply = http_request(port(), "POST", c.path, c.body);
+    EXPECT_EQ(reply.status, c.status) << reply.body;
+    const Json error = Json::parse(reply.body)["error"];
+    EXPECT_FALSE(error["message"].get<std::string>().empty());
+    EXPECT_EQ(error["type"], "invalid_request_error");
+    EXPECT_EQ(error["param"].is_null() ? "" : error["param"].get<std::string>(), c.param);
+    EXPECT_TRUE(error.contains("code"));
+  }
+  const HttpReply too_long = http_request(port(), "POST", "/v1/completions",
+                                          "{" + m + "\"prompt\":\"" + words(3000) + "\"}");
+  EXPECT_EQ(Json::parse(too_long.body)["error"]["code"], "context_length_exceeded");
+  const HttpReply too_big =
+      http_request(port(), "POST", "/v1/completions", std::string(1024 * 1024, ' '));
+  EXPECT_EQ(too_big.status, 413);
+  EXPECT_EQ(Json::parse(too_big.body)["error"]["type"], "invalid_request_error");
+  const HttpReply wrong_method = http_request(port(), "GET", "/v1/chat/completions");
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_EQ(wrong_method.header("Allow"), "POST");
+
+  const auto after = cache_state();
+  ASSERT_EQ(before.size(), after.size());
+  for (std::size_t s = 0; s < before.size(); ++s) {
+    SCOPED_TRACE("shard " + std::to_string(s));
+    kvscope::testing_util::expect_unchanged(before[s], after[s]);
+  }
+}
+
+TEST_F(OpenAiEndpoints, AFullPoolIs503WithRetryAfterBeforeTheStreamStarts) {
+  ServiceConfig service = instant_service();
+  service.admit_retries = 2;
+  service.retry_backoff = std::chrono::milliseconds(1);
+  service.decode_per_token = std::chrono::milliseconds(20);
+  kvscope::RuntimeConfig runtime = small_runtime(8);
+  runtime.shards = 1;
+  start(runtime, service);
+  // The first request holds 4 of the 8 blocks while it decodes (~300 ms).
+  auto holder = std::async(std::launch::async,
+                           [&] { return post("/v1/completions", completion_body(words(64), 15)); });
+  ASSERT_TRUE(eventually([&] { return live_requests() == 1; }));
+  Json streamed = completion_body(words(80, 1000), 1);
+  streamed["stream"] = true;
+  const HttpReply busy = post("/v1/completions", streamed);
+  EXPECT_EQ(busy.status, 503) << busy.body;
+  EXPECT_EQ(busy.header("Retry-After"), "1");
+  EXPECT_EQ(Json::parse(busy.body)["error"]["type"], "server_error");
+  EXPECT_EQ(holder.get().status, 200);
+}
+
 TEST(ServingStackConfig, DefaultsBindLoopbackAndLimitBodiesAndConnections) {
   const ServerConfig server;
   EXPECT_TRUE(asio::ip::make_address(server.bind_address).is_loopback()) << server.bind_address;

@@ -11,29 +11,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-bool valid_tenant(const std::string& tenant) {
-  if (tenant.empty() || tenant.size() > 64) return false;
-  for (const char c : tenant) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '.' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-/// A non-negative integer no larger than `max`, or nullopt (floats, negatives,
-/// strings and out-of-range numbers are all refused).
-std::optional<std::uint64_t> bounded_integer(const Json& value, std::uint64_t max) {
-  if (!value.is_number_integer()) return std::nullopt;
-  if (value.is_number_unsigned()) {
-    const auto n = value.get<std::uint64_t>();
-    return n <= max ? std::optional(n) : std::nullopt;
-  }
-  const auto n = value.get<std::int64_t>();
-  if (n < 0 || static_cast<std::uint64_t>(n) > max) return std::nullopt;
-  return static_cast<std::uint64_t>(n);
-}
-
 std::optional<ApiError> read_tokens(const Json& value, const GenerateLimits& limits,
                                     std::vector<kvscope::TokenId>& out) {
   if (!value.is_array()) return ApiError{400, "\"tokens\" must be an array of token ids"};
@@ -85,6 +62,27 @@ std::optional<ApiError> read_field(const std::string& key, const Json& value,
 
 }  // namespace
 
+bool valid_tenant(std::string_view tenant) {
+  if (tenant.empty() || tenant.size() > 64) return false;
+  for (const char c : tenant) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::optional<std::uint64_t> bounded_integer(const Json& value, std::uint64_t max) {
+  if (!value.is_number_integer()) return std::nullopt;
+  if (value.is_number_unsigned()) {
+    const auto n = value.get<std::uint64_t>();
+    return n <= max ? std::optional(n) : std::nullopt;
+  }
+  const auto n = value.get<std::int64_t>();
+  if (n < 0 || static_cast<std::uint64_t>(n) > max) return std::nullopt;
+  return static_cast<std::uint64_t>(n);
+}
+
 std::variant<GenerateRequest, ApiError> parse_generate_request(std::string_view body,
                                                                const GenerateLimits& limits) {
   const Json document = Json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -100,28 +98,6 @@ std::variant<GenerateRequest, ApiError> parse_generate_request(std::string_view 
   if (request.tokens.empty())
     return ApiError{400, has_tokens ? "\"tokens\" is empty" : "\"prompt\" has no tokens"};
   return request;
-}
-
-std::vector<kvscope::TokenId> tokenize(std::string_view text) {
-  constexpr std::uint32_t kVocabulary = 50'000;
-  std::vector<kvscope::TokenId> tokens;
-  std::uint32_t hash = 0;
-  bool in_word = false;
-  auto end_word = [&] {
-    if (in_word) tokens.push_back(1 + hash % kVocabulary);
-    in_word = false;
-  };
-  for (const char c : text) {
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
-      end_word();
-      continue;
-    }
-    if (!in_word) hash = 2166136261u;  // FNV-1a offset basis
-    in_word = true;
-    hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
-  }
-  end_word();
-  return tokens;
 }
 
 std::string outcome_json(const GenerateOutcome& outcome) {

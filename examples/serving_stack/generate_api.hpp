@@ -1,6 +1,6 @@
 // serving_stack/generate_api.hpp - the body of POST /v1/generate: parsing
-// and validation (nlohmann/json, already a kvscope dependency), the example's
-// tokenizer and the response body.
+// and validation (nlohmann/json, already a kvscope dependency) and the
+// response body. The tokenizer is in toy_model.hpp.
 //
 // Request body, a JSON object:
 //   "tokens":     array of token ids (integers 0 .. 2^32-1), or
@@ -15,12 +15,15 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
 #include "kvscope/types.hpp"
+#include "toy_model.hpp"
 
 namespace serving_stack {
 
@@ -36,20 +39,25 @@ struct GenerateRequest {
   std::uint32_t max_tokens = 0;
 };
 
-/// Why a body was refused: the HTTP status (400) and a message that names
-/// the field.
+/// Why a body was refused: the HTTP status (400), a message that names the
+/// field, and for OpenAI's error shape the field's path ("messages[2].role")
+/// and a machine-readable code; empty for none.
 struct ApiError {
   int status = 400;
   std::string message;
+  std::string param{};
+  std::string code{};
 };
+
+/// A tenant name or cache salt: 1-64 characters of [A-Za-z0-9_.-].
+bool valid_tenant(std::string_view tenant);
+
+/// A non-negative integer no larger than `max`, or nullopt (floats,
+/// negatives, strings and out-of-range numbers are all refused).
+std::optional<std::uint64_t> bounded_integer(const nlohmann::json& value, std::uint64_t max);
 
 std::variant<GenerateRequest, ApiError> parse_generate_request(std::string_view body,
                                                                const GenerateLimits& limits);
-
-/// The example's tokenizer: splits on ASCII whitespace and maps each word to
-/// an id in [1, 50,000] by its FNV-1a hash. Deterministic: equal text gives
-/// equal tokens, so repeated prompts share cached blocks.
-std::vector<kvscope::TokenId> tokenize(std::string_view text);
 
 /// What a finished generation reports to the client.
 struct GenerateOutcome {

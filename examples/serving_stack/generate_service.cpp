@@ -3,9 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -17,23 +14,11 @@ namespace {
 
 using kvscope::Status;
 
-asio::awaitable<void> sleep_for(std::chrono::nanoseconds how_long) {
-  if (how_long < std::chrono::microseconds(1)) co_return;  // below timer resolution
-  asio::steady_timer timer(co_await asio::this_coro::executor, how_long);
-  co_await timer.async_wait(asio::use_awaitable);
-}
-
-/// The example's "model": a deterministic next token, so equal prompts
-/// decode equal answers (whose blocks a follow-up turn can hit).
-kvscope::TokenId next_token(kvscope::TokenId previous, std::uint32_t step) {
-  return 1 + static_cast<kvscope::TokenId>((previous * 2654435761u + step) % 50'000u);
-}
-
 HttpResponse json_page(const nlohmann::json& body, int status = 200) {
   return HttpResponse{.status = status, .body = body.dump()};
 }
 
-/// The response for an allocation the cache refused.
+/// The /v1/generate response for an admission the cache refused.
 HttpResponse refused_allocation(Status status, std::uint32_t prompt_tokens,
                                 std::uint32_t shard_blocks, std::uint32_t block_size) {
   switch (status) {
@@ -53,6 +38,40 @@ HttpResponse refused_allocation(Status status, std::uint32_t prompt_tokens,
   }
 }
 
+/// /v1/generate returns no text: the decoded tokens are only counted.
+class DiscardingSink final : public DecodeSink {
+ public:
+  // (The parameter is named: g++ 12 mishandles unnamed coroutine parameters.)
+  asio::awaitable<bool> on_tokens(std::span<const kvscope::TokenId> tokens) override {
+    static_cast<void>(tokens);
+    co_return true;
+  }
+};
+
+HttpResponse wrong_method(std::string_view path, std::string_view allowed) {
+  HttpResponse wrong = error_response(405, fmt::format("use {} for {}", allowed, path));
+  wrong.headers.emplace_back("Allow", std::string(allowed));
+  return wrong;
+}
+
+GenerationConfig generation_config(const ServiceConfig& config) {
+  return GenerationConfig{.prefill_per_token = config.prefill_per_token,
+                          .decode_per_token = config.decode_per_token,
+                          .admit_retries = config.admit_retries,
+                          .retry_backoff = config.retry_backoff};
+}
+
+ServiceConfig validated(ServiceConfig config) {
+  config.validate();
+  return config;
+}
+
+OpenAiConfig openai_config(const ServiceConfig& config) {
+  return OpenAiConfig{
+      .model_name = config.model_name,
+      .limits = {.generation = config.limits, .max_batch_prompts = config.max_batch_prompts}};
+}
+
 }  // namespace
 
 void ServiceConfig::validate() const {
@@ -65,12 +84,16 @@ void ServiceConfig::validate() const {
     throw std::invalid_argument("ServiceConfig: simulated times per token must be >= 0");
   if (retry_backoff.count() < 0)
     throw std::invalid_argument("ServiceConfig.retry_backoff must be >= 0");
+  if (model_name.empty()) throw std::invalid_argument("ServiceConfig.model_name must not be empty");
+  if (max_batch_prompts == 0)
+    throw std::invalid_argument("ServiceConfig.max_batch_prompts must be >= 1");
 }
 
 GenerateService::GenerateService(kvscope::Runtime& runtime, ServiceConfig config)
-    : runtime_(runtime), config_(std::move(config)) {
-  config_.validate();
-}
+    : runtime_(runtime),
+      config_(validated(std::move(config))),
+      generator_(runtime, generation_config(config_)),
+      openai_(generator_, openai_config(config_)) {}
 
 void GenerateService::count_response(int status) noexcept {
   const auto* found = std::find(kStatuses.begin(), kStatuses.end(), status);
@@ -91,23 +114,29 @@ asio::awaitable<HttpResponse> GenerateService::handle(HttpRequest request) {
 
 asio::awaitable<HttpResponse> GenerateService::route(const HttpRequest& request) {
   const std::string_view path = request.path();
-  const bool get = request.method == "GET";
+  const bool post = request.method == "POST";
+  // Awaited into a named response, never `co_return co_await`: g++ 12 has
+  // destroyed that temporary twice here.
+  HttpResponse response;
   if (path == "/v1/generate") {
-    if (request.method == "POST") co_return co_await generate(request);
-    HttpResponse wrong = error_response(405, "use POST for /v1/generate");
-    wrong.headers.emplace_back("Allow", "POST");
-    co_return wrong;
+    if (!post) co_return wrong_method(path, "POST");
+    response = co_await generate(request);
+    co_return response;
   }
-  if (path != "/metrics" && path != "/snapshot" && path != "/healthz")
+  if (path == "/v1/completions" || path == "/v1/chat/completions") {
+    if (!post) co_return wrong_method(path, "POST");
+    const OpenAiEndpoint endpoint =
+        path == "/v1/completions" ? OpenAiEndpoint::completions : OpenAiEndpoint::chat_completions;
+    response = co_await openai_.complete(request, endpoint);
+    co_return response;
+  }
+  if (path != "/v1/models" && path != "/metrics" && path != "/snapshot" && path != "/healthz")
     co_return error_response(
-        404, fmt::format("no such path \"{}\" (try POST /v1/generate, GET /metrics, "
-                         "/snapshot, /healthz)",
+        404, fmt::format("no such path \"{}\" (try POST /v1/completions, /v1/chat/completions, "
+                         "/v1/generate; GET /v1/models, /metrics, /snapshot, /healthz)",
                          path));
-  if (!get) {
-    HttpResponse wrong = error_response(405, fmt::format("use GET for {}", path));
-    wrong.headers.emplace_back("Allow", "GET");
-    co_return wrong;
-  }
+  if (request.method != "GET") co_return wrong_method(path, "GET");
+  if (path == "/v1/models") co_return openai_.models();
   if (path == "/metrics") co_return metrics_page();
   if (path == "/snapshot") co_return snapshot_page();
   co_return health_page();
@@ -116,82 +145,32 @@ asio::awaitable<HttpResponse> GenerateService::route(const HttpRequest& request)
 asio::awaitable<HttpResponse> GenerateService::generate(const HttpRequest& request) {
   auto parsed = parse_generate_request(request.body, config_.limits);
   if (const auto* error = std::get_if<ApiError>(&parsed))
-    co_return error_response(error->status, error->message);
-  co_return co_await run_generation(std::move(std::get<GenerateRequest>(parsed)));
-}
-
-asio::awaitable<HttpResponse> GenerateService::run_generation(GenerateRequest parsed) {
-  kvscope::ExtraKeys extras;
-  if (!parsed.tenant.empty()) {
-    extras.salt = kvscope::CacheSalt::from_string(parsed.tenant);
-    co_await name_tenant(parsed.tenant, *extras.salt);
+    co_return error_response(error->status, error->message, error->param, error->code);
+  GenerateRequest generate = std::move(std::get<GenerateRequest>(parsed));
+  const auto prompt_tokens = static_cast<std::uint32_t>(generate.tokens.size());
+  kvscope::Result<Admission> admission =
+      co_await generator_.admit(std::move(generate.tokens), generate.tenant);
+  if (!admission) {
+    const kvscope::ShardId shard{0};
+    co_return refused_allocation(admission.status(), prompt_tokens, runtime_.shard_blocks(shard),
+                                 generator_.block_size());
   }
-  const kvscope::RequestId id{next_request_id_.fetch_add(1, std::memory_order_relaxed)};
-  const auto request = kvscope::Request::with_tokens(id, parsed.tokens, extras);
-  const kvscope::ShardId shard = runtime_.route(request);
-  const std::uint32_t block_size = runtime_.config().cache.block_size;
-
-  kvscope::Result<kvscope::AllocateResult> admitted = co_await runtime_.allocate(shard, request);
-  for (std::uint32_t retry = 0;
-       !admitted && admitted.status() == Status::not_enough_blocks && retry < config_.admit_retries;
-       ++retry) {
-    co_await sleep_for(config_.retry_backoff);  // other requests free blocks meanwhile
-    admitted = co_await runtime_.allocate(shard, request);
-  }
-  if (!admitted)
-    co_return refused_allocation(admitted.status(), request.token_count(),
-                                 runtime_.shard_blocks(shard), block_size);
-
-  GenerateOutcome outcome{.request_id = id.value,
-                          .shard = shard.value,
-                          .prompt_tokens = request.token_count(),
-                          .cached_tokens = admitted->lookup.hit_tokens};
-  co_await sleep_for(config_.prefill_per_token * (outcome.prompt_tokens - outcome.cached_tokens));
-
-  // Decode one block's worth of tokens per append (a scheduler step).
-  Status decode_status = Status::ok;
-  std::vector<kvscope::TokenId> step_tokens;
-  kvscope::TokenId previous = parsed.tokens.back();
-  while (outcome.generated_tokens < parsed.max_tokens) {
-    const std::uint32_t n = std::min(block_size, parsed.max_tokens - outcome.generated_tokens);
-    step_tokens.clear();
-    for (std::uint32_t i = 0; i < n; ++i)
-      step_tokens.push_back(previous = next_token(previous, outcome.generated_tokens + i));
-    co_await sleep_for(config_.decode_per_token * n);
-    decode_status = (co_await runtime_.append(shard, id, step_tokens)).status();
-    if (decode_status != Status::ok) break;
-    outcome.generated_tokens += n;
-  }
-  outcome.decode_cut_short = decode_status == Status::not_enough_blocks;
-  const std::uint32_t total_tokens = outcome.prompt_tokens + outcome.generated_tokens;
-  outcome.blocks = (total_tokens + block_size - 1) / block_size;
-
-  const kvscope::Result<kvscope::FreeResult> freed = co_await runtime_.free(shard, id);
-  if (decode_status != Status::ok && !outcome.decode_cut_short)
+  DiscardingSink sink;
+  const DecodeResult decoded =
+      co_await generator_.decode_and_free(*admission, generate.max_tokens, sink);
+  if (decoded.failure != Status::ok)
     co_return error_response(500,
-                             fmt::format("append failed: {}", kvscope::to_string(decode_status)));
-  if (!freed)
-    co_return error_response(500,
-                             fmt::format("free failed: {}", kvscope::to_string(freed.status())));
-  generations_.fetch_add(1, std::memory_order_relaxed);
+                             fmt::format("decode failed: {}", kvscope::to_string(decoded.failure)));
+  const std::uint32_t block_size = generator_.block_size();
+  const std::uint32_t total_tokens = admission->prompt_tokens + decoded.generated_tokens;
+  const GenerateOutcome outcome{.request_id = admission->id.value,
+                                .shard = admission->shard.value,
+                                .prompt_tokens = admission->prompt_tokens,
+                                .cached_tokens = admission->cached_tokens,
+                                .generated_tokens = decoded.generated_tokens,
+                                .blocks = (total_tokens + block_size - 1) / block_size,
+                                .decode_cut_short = decoded.cut_short};
   co_return HttpResponse{.status = 200, .body = outcome_json(outcome)};
-}
-
-asio::awaitable<void> GenerateService::name_tenant(const std::string& tenant,
-                                                   const kvscope::CacheSalt& salt) {
-  {
-    const std::lock_guard lock(tenants_mutex_);
-    if (named_tenants_.contains(tenant) ||
-        named_tenants_.size() >= runtime_.config().metrics.max_tenants)
-      co_return;
-    named_tenants_.insert(tenant);
-  }
-  auto set_name = [salt, tenant](kvscope::MeteredPrefixCache& cache,
-                                 kvscope::MultiLevelCacheMetrics&) {
-    cache.metrics().set_tenant_name(salt, tenant);
-    return kvscope::Result<void>{};
-  };
-  (void)co_await runtime_.for_each_shard(std::move(set_name));  // not_running: shutting down
 }
 
 HttpResponse GenerateService::metrics_page() const {

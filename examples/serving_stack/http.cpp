@@ -40,19 +40,34 @@ std::string_view reason_phrase(int status) noexcept {
   }
 }
 
-std::string serialize(const HttpResponse& response, bool keep_alive) {
-  std::string out =
-      fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", response.status,
-                  reason_phrase(response.status), response.content_type, response.body.size());
+std::string serialize(const HttpResponse& response, bool keep_alive, bool chunked) {
+  std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\n", response.status,
+                                reason_phrase(response.status), response.content_type);
+  if (!response.stream)
+    out += fmt::format("Content-Length: {}\r\n", response.body.size());
+  else if (chunked)
+    out += "Transfer-Encoding: chunked\r\n";
   for (const auto& [name, value] : response.headers) out += fmt::format("{}: {}\r\n", name, value);
   if (!keep_alive) out += "Connection: close\r\n";
   out += "\r\n";
-  out += response.body;
+  if (!response.stream) out += response.body;
   return out;
 }
 
-HttpResponse error_response(int status, std::string_view message) {
-  const nlohmann::json body = {{"error", {{"status", status}, {"message", message}}}};
+std::string chunk_frame(std::string_view piece) {
+  return fmt::format("{:x}\r\n{}\r\n", piece.size(), piece);
+}
+
+HttpResponse error_response(int status, std::string_view message, std::string_view param,
+                            std::string_view code) {
+  auto or_null = [](std::string_view text) {
+    return text.empty() ? nlohmann::json(nullptr) : nlohmann::json(text);
+  };
+  const nlohmann::json body = {{"error",
+                                {{"message", message},
+                                 {"type", status >= 500 ? "server_error" : "invalid_request_error"},
+                                 {"param", or_null(param)},
+                                 {"code", or_null(code)}}}};
   return HttpResponse{.status = status, .body = body.dump()};
 }
 
@@ -175,6 +190,7 @@ int RequestParser::on_headers_complete(http_parser* parser) {
                                      parser->content_length, p.limits_.max_body_bytes));
   p.request_.method = http_method_str(static_cast<http_method>(parser->method));
   p.request_.keep_alive = http_should_keep_alive(parser) != 0;
+  p.request_.http_1_0 = parser->http_minor == 0;
   const std::string* expect = p.request_.header("expect");
   p.expect_continue_ =
       expect != nullptr && (*expect == "100-continue" || *expect == "100-Continue");

@@ -15,7 +15,9 @@
 
 #include <http_parser.h>
 
+#include <asio/awaitable.hpp>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,6 +32,7 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   bool keep_alive = true;  ///< HTTP/1.1 default, "Connection: close", HTTP/1.0 rules
+  bool http_1_0 = false;   ///< an HTTP/1.0 client: no chunked responses
 
   /// The target without its query string.
   std::string_view path() const noexcept;
@@ -37,23 +40,52 @@ struct HttpRequest {
   const std::string* header(std::string_view lower_name) const noexcept;
 };
 
+/// Where a streamed body goes: the connection serving the response.
+class BodyWriter {
+ public:
+  /// Sends one piece of the body (empty pieces are skipped). Returns false
+  /// once the client is gone; the producer should then stop early.
+  virtual asio::awaitable<bool> write(std::string piece) = 0;
+
+ protected:
+  ~BodyWriter() = default;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type{"application/json"};
   std::string body{};
-  /// Extra headers (e.g. Retry-After, Allow); never Content-Length or Connection.
+  /// Extra headers (e.g. Retry-After, Allow); never Content-Length,
+  /// Transfer-Encoding or Connection.
   std::vector<std::pair<std::string, std::string>> headers{};
+  /// When set, the body is produced while it is sent (server-sent events)
+  /// and `body` is ignored: the server writes the head (with
+  /// "Transfer-Encoding: chunked", or for an HTTP/1.0 client a body that
+  /// ends when the connection closes), runs `stream` exactly once - even
+  /// when the client is already gone, so the producer can release what it
+  /// holds - and then ends the body.
+  std::function<asio::awaitable<void>(BodyWriter&)> stream{};
 };
 
 /// The standard reason phrase ("Not Found"), or "Unknown".
 std::string_view reason_phrase(int status) noexcept;
 
 /// The response as bytes on the wire, with Content-Length and, unless
-/// `keep_alive`, "Connection: close".
-std::string serialize(const HttpResponse& response, bool keep_alive);
+/// `keep_alive`, "Connection: close". For a streamed response, the head
+/// only: "Transfer-Encoding: chunked" when `chunked`, else no length.
+std::string serialize(const HttpResponse& response, bool keep_alive, bool chunked = true);
 
-/// A JSON error response: {"error": {"status": S, "message": "..."}}.
-HttpResponse error_response(int status, std::string_view message);
+/// One piece of a chunked body ("SIZE-IN-HEX\r\nPIECE\r\n"); the body
+/// ends with kLastChunk.
+std::string chunk_frame(std::string_view piece);
+inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
+
+/// A JSON error response in OpenAI's shape, used for every error the
+/// example answers: {"error": {"message", "type", "param", "code"}}. type is
+/// "invalid_request_error" for 4xx and "server_error" for 5xx; param and
+/// code are null when empty.
+HttpResponse error_response(int status, std::string_view message, std::string_view param = {},
+                            std::string_view code = {});
 
 /// Limits enforced while parsing; each violation has its own status.
 struct ParseLimits {

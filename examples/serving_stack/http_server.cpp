@@ -42,7 +42,7 @@ void ServerConfig::validate() const {
 
 // ---- Connection: one client socket, served on one executor ----
 
-class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
+class HttpServer::Connection : public std::enable_shared_from_this<Connection>, private BodyWriter {
  public:
   Connection(HttpServer& server, std::uint64_t id, tcp::socket socket)
       : server_(server),
@@ -102,18 +102,46 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       if (read == ReadOutcome::closed) co_return;
       if (read == ReadOutcome::failed) {
         server_.count(parser_.error_status());
-        co_await write(error_response(parser_.error_status(), parser_.error_message()), false);
+        co_await write_response(error_response(parser_.error_status(), parser_.error_message()),
+                                false);
         co_await linger();
         co_return;
       }
       HttpRequest request = parser_.take();
       const bool client_keeps_alive = request.keep_alive;
+      const bool chunked = !request.http_1_0;
       phase_ = Phase::handling;
       const HttpResponse response = co_await server_.handler_(std::move(request));
-      const bool keep_alive = client_keeps_alive && !stop_requested_;
-      co_await write(response, keep_alive);
+      // An HTTP/1.0 client gets a streamed body that ends when we close.
+      const bool keep_alive =
+          client_keeps_alive && !stop_requested_ && (chunked || !response.stream);
+      if (response.stream)
+        co_await write_streamed(response, keep_alive, chunked);
+      else
+        co_await write_response(response, keep_alive);
       if (!keep_alive || closed_) co_return;
     }
+  }
+
+  asio::awaitable<void> write_streamed(const HttpResponse& response, bool keep_alive,
+                                       bool chunked) {
+    chunked_ = chunked;
+    std::string head = serialize(response, keep_alive, chunked);
+    co_await write_bytes(std::move(head));
+    phase_ = Phase::handling;  // the producer's pauses are the handler's time
+    co_await response.stream(*this);
+    if (chunked) co_await write_bytes(std::string(kLastChunk));
+  }
+
+  /// BodyWriter: one piece of a streamed body.
+  asio::awaitable<bool> write(std::string piece) override {
+    if (closed_) co_return false;
+    if (piece.empty()) co_return true;  // an empty chunk would end the body
+    // Named first: g++ 12 mishandles temporaries in a co_await operand.
+    std::string bytes = chunked_ ? chunk_frame(piece) : std::move(piece);
+    co_await write_bytes(std::move(bytes));
+    phase_ = Phase::handling;
+    co_return !closed_;
   }
 
   asio::awaitable<ReadOutcome> read_request() {
@@ -164,7 +192,7 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
                                                 asio::redirect_error(asio::use_awaitable, error));
   }
 
-  asio::awaitable<void> write(const HttpResponse& response, bool keep_alive) {
+  asio::awaitable<void> write_response(const HttpResponse& response, bool keep_alive) {
     co_await write_bytes(serialize(response, keep_alive));
   }
 
@@ -205,6 +233,7 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point deadline_ = Clock::time_point::max();
   bool stop_requested_ = false;
   bool closed_ = false;
+  bool chunked_ = true;  // the streamed body in progress uses chunked framing
 };
 
 // ---- HttpServer ----

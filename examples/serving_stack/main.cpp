@@ -46,6 +46,7 @@ struct Options {
   std::uint32_t drain_delay_ms = 0;
   std::uint32_t shutdown_grace_ms = 10'000;
   serving_stack::GenerateLimits limits;
+  std::string model_name = "kvscope-example";
   std::string kv_events, kv_events_replay, kv_events_topic, kv_events_format = "map";
 };
 
@@ -86,6 +87,9 @@ void add_options(CLI::App& app, Options& o) {
   app.add_option("--max-prompt-tokens", o.limits.max_prompt_tokens, "Longest prompt")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--model-name", o.model_name,
+                 "Model name the OpenAI endpoints serve (GET /v1/models; requests must name it)")
+      ->capture_default_str();
   app.add_flag("--verify-tokens", o.verify_tokens,
                "Verify token content on every cache hit (collision defence; docs/reliability.md)");
   app.add_option("--hash-secret", o.hash_secret,
@@ -125,6 +129,7 @@ kvscope::RuntimeConfig runtime_config(const Options& o) {
 serving_stack::ServiceConfig service_config(const Options& o) {
   serving_stack::ServiceConfig config;
   config.limits = o.limits;
+  config.model_name = o.model_name;
   config.prefill_per_token =
       std::chrono::nanoseconds(static_cast<std::int64_t>(o.prefill_us_per_token * 1000));
   config.decode_per_token =

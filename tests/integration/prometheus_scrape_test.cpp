@@ -6,61 +6,27 @@
 //
 // Skips when prometheus/promtool are not installed, unless
 // KVSCOPE_REQUIRE_INTEGRATION=1 (.ci/run sets it), which turns that into a
-// failure.
+// failure (prometheus_fixture.hpp).
 // g++ 12 false positive in std::string concatenation at -O3 (GCC bug 105329).
 #pragma GCC diagnostic ignored "-Wrestrict"
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <optional>
 #include <thread>
 
-#include "child_process.hpp"
-#include "http_client.hpp"
+#include "prometheus_fixture.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using kvscope::testing_util::ChildProcess;
 using kvscope::testing_util::http_request;
 using kvscope::testing_util::HttpReply;
+using kvscope::testing_util::kPromtool;
+using kvscope::testing_util::read_file;
+using kvscope::testing_util::url_encode;
 using Json = nlohmann::json;
-
-constexpr const char* kPrometheus = "/usr/bin/prometheus";
-constexpr const char* kPromtool = "/usr/bin/promtool";
-
-bool tools_present() { return fs::exists(kPrometheus) && fs::exists(kPromtool); }
-
-bool required() {
-  const char* value = std::getenv("KVSCOPE_REQUIRE_INTEGRATION");
-  return value != nullptr && std::string(value) == "1";
-}
-
-/// A loopback port nobody listens on right now.
-std::uint16_t free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-  return acceptor.local_endpoint().port();
-}
-
-/// Percent-encodes a PromQL expression for a query string.
-std::string url_encode(std::string_view text) {
-  std::string out;
-  for (const unsigned char c : text) {
-    if (std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char escaped[4];
-      std::snprintf(escaped, sizeof escaped, "%%%02X", c);
-      out += escaped;
-    }
-  }
-  return out;
-}
 
 /// The single value of an instant PromQL query, or nullopt (no result yet,
 /// or Prometheus not answering).
@@ -90,63 +56,10 @@ std::optional<double> await_value(std::uint16_t port, std::string_view promql, d
   return last;
 }
 
-fs::path make_temp_dir() {
-  std::string pattern = (fs::temp_directory_path() / "kvscope-prom-XXXXXX").string();
-  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  return pattern;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-class PrometheusScrape : public ::testing::Test {
+/// A 4096-block pool: the 60 requests below never evict.
+class PrometheusScrape : public kvscope::testing_util::PrometheusFixture {
  protected:
-  void SetUp() override {
-    if (!tools_present()) {
-      if (required()) FAIL() << "prometheus/promtool missing: apt-get install prometheus";
-      GTEST_SKIP() << "prometheus not installed (apt-get install prometheus)";
-    }
-    dir_ = make_temp_dir();
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_, ignored);
-  }
-
-  /// Starts serving_stack on a free port; returns the port it printed.
-  std::uint16_t start_example() {
-    example_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-        KVSCOPE_SERVING_STACK, "--port", "0", "--shards", "2", "--blocks", "4096", "--snapshot-ms",
-        "100", "--prefill-us-per-token", "0", "--decode-us-per-token", "0"});
-    const auto line = example_->read_line(std::chrono::seconds(30));
-    if (!line) throw std::runtime_error("serving_stack printed nothing");
-    std::smatch match;
-    if (!std::regex_search(*line, match, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))")))
-      throw std::runtime_error("unexpected first line: " + *line);
-    return static_cast<std::uint16_t>(std::stoi(match[1]));
-  }
-
-  /// Starts Prometheus scraping 127.0.0.1:target every second; returns its port.
-  std::uint16_t start_prometheus(std::uint16_t target) {
-    const fs::path config = dir_ / "prometheus.yml";
-    std::ofstream(config) << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                          << "scrape_configs:\n  - job_name: kvscope\n    static_configs:\n"
-                          << "      - targets: ['127.0.0.1:" << target << "']\n";
-    const std::uint16_t port = free_port();
-    prometheus_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{kPrometheus, "--config.file=" + config.string(),
-                                 "--storage.tsdb.path=" + (dir_ / "data").string(),
-                                 "--web.listen-address=127.0.0.1:" + std::to_string(port),
-                                 "--log.level=warn"},
-        (dir_ / "prometheus.log").string());
-    return port;
-  }
-
-  fs::path dir_;
-  std::unique_ptr<ChildProcess> example_;
-  std::unique_ptr<ChildProcess> prometheus_;
+  std::uint16_t start_example() { return PrometheusFixture::start_example({"--blocks", "4096"}); }
 };
 
 TEST_F(PrometheusScrape, StoredCountersEqualWhatTheExampleReported) {
