@@ -23,6 +23,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "commands.hpp"
 #include "generate_service.hpp"
 #include "http_server.hpp"
 #include "kv_event_options.hpp"
@@ -47,6 +48,7 @@ struct Options {
   std::uint32_t shutdown_grace_ms = 10'000;
   serving_stack::GenerateLimits limits;
   std::string model_name = "kvscope-example";
+  std::string groups;
   std::string kv_events, kv_events_replay, kv_events_topic, kv_events_format = "map";
 };
 
@@ -90,6 +92,10 @@ void add_options(CLI::App& app, Options& o) {
   app.add_option("--model-name", o.model_name,
                  "Model name the OpenAI endpoints serve (GET /v1/models; requests must name it)")
       ->capture_default_str();
+  app.add_option("--groups", o.groups,
+                 "KV cache groups of a hybrid-attention model, e.g. full:16,swa:16:4096 "
+                 "(full:BLOCK or swa:BLOCK:WINDOW; block sizes multiples of --block-size); "
+                 "default: one full-attention group");
   app.add_flag("--verify-tokens", o.verify_tokens,
                "Verify token content on every cache hit (collision defence; docs/reliability.md)");
   app.add_option("--hash-secret", o.hash_secret,
@@ -118,6 +124,7 @@ kvscope::RuntimeConfig runtime_config(const Options& o) {
   config.cache.block_size = o.block_size;
   config.cache.policy = *kvscope::parse_eviction_policy(o.policy);
   config.cache.verify_tokens = o.verify_tokens;
+  config.cache.groups = kvscope::cli::parse_groups(o.groups);
   config.cache.hash_seed.secret = o.hash_secret;
   config.snapshot_interval = std::chrono::milliseconds(o.snapshot_ms);
   config.metrics.miss_ratio.enabled = o.miss_ratio_curve;  // capacity advice in /metrics

@@ -9,10 +9,9 @@
 // Queries: every panel's PromQL, with Grafana's variables substituted, is run
 // against a real Prometheus that scraped the serving_stack example under a
 // scripted load (four tenants, shared system prompts, three-turn
-// conversations that overflow a 256-block pool, KV events on). Each must
-// parse and return at least one number. The only exception is the KV cache
-// group panels: the example has no hybrid-attention layout, so their series
-// do not exist there; they are checked for syntax only.
+// conversations that overflow a 256-block pool, KV events on, a full +
+// sliding-window hybrid layout so the KV cache group panels have series).
+// Each must parse and return at least one number.
 //
 // The query test skips without prometheus/promtool unless
 // KVSCOPE_REQUIRE_INTEGRATION=1 (prometheus_fixture.hpp).
@@ -112,13 +111,6 @@ std::string substitute(std::string expr, const Json& dashboard) {
     expr = std::regex_replace(expr, reference, literal);
   }
   return expr;
-}
-
-// The series of the KV cache group families exist only for a hybrid layout,
-// which the example cannot run (verified by hand against a hybrid cache's
-// exposition; docs/prometheus.md).
-bool needs_hybrid_layout(std::string_view expr) {
-  return expr.find("kvscope_kv_cache_group_") != std::string_view::npos;
 }
 
 // ---------------------------------------------------------------- structure
@@ -355,7 +347,9 @@ class GrafanaDashboardQueries : public kvscope::testing_util::PrometheusFixture 
 
 TEST_F(GrafanaDashboardQueries, EveryQueryParsesAndReturnsData) {
   const std::uint16_t example =
-      start_example({"--blocks", "256", "--kv-events", "inproc://kvscope-dashboard-test"});
+      start_example({"--blocks", "256", "--kv-events", "inproc://kvscope-dashboard-test",
+                     // A hybrid layout, so the KV cache group panels have series too.
+                     "--groups", "full:16,swa:16:128"});
   const std::uint16_t prometheus = start_prometheus(example);
   const auto up = await(prometheus, R"(up{job="kvscope"})", [](double v) { return v == 1; });
   ASSERT_EQ(up, 1.0) << "Prometheus never scraped the example";
@@ -395,7 +389,7 @@ TEST_F(GrafanaDashboardQueries, EveryQueryParsesAndReturnsData) {
     const Answer answer = ask(prometheus, promql);
     EXPECT_EQ(answer.http_status, 200) << describe(q) << "\n" << answer.body.dump();
     EXPECT_EQ(answer.status, "success") << describe(q);
-    if (answer.status != "success" || needs_hybrid_layout(q.expr)) continue;
+    if (answer.status != "success") continue;
     EXPECT_GT(answer.series, 0u) << "no series for " << describe(q);
     EXPECT_GT(answer.numbers, 0u) << "only NaN for " << describe(q);
   }

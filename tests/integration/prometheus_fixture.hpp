@@ -6,7 +6,8 @@
 //  - SetUp skips the test when /usr/bin/prometheus or /usr/bin/promtool is
 //    missing, unless KVSCOPE_REQUIRE_INTEGRATION=1 (.ci/run sets it), which
 //    turns that into a failure;
-//  - start_example() starts the example on a free port with the flags every
+//  - start_serving_stack() (also usable without the fixture) and
+//    start_example() start the example on a free port with the flags every
 //    test shares (2 shards, 100 ms snapshots, no simulated model time) plus
 //    the caller's; start_prometheus() points Prometheus (job "kvscope") at it;
 //  - both children are killed and reaped when the test ends; the temporary
@@ -84,6 +85,30 @@ inline std::string read_file(const std::filesystem::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+struct ServingStackProcess {
+  std::unique_ptr<ChildProcess> process;
+  std::uint16_t port = 0;
+};
+
+/// Starts serving_stack on a free port with the shared flags and then
+/// `extra_flags` (e.g. {"--blocks", "256"}: the shared ones leave the pool at
+/// the example's default, and a flag given twice is refused), and waits for
+/// the line that names its port.
+inline ServingStackProcess start_serving_stack(const std::vector<std::string>& extra_flags = {}) {
+  std::vector<std::string> argv{KVSCOPE_SERVING_STACK};
+  for (const char* shared : {"--port", "0", "--shards", "2", "--snapshot-ms", "100",
+                             "--prefill-us-per-token", "0", "--decode-us-per-token", "0"})
+    argv.emplace_back(shared);
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  auto process = std::make_unique<ChildProcess>(argv);
+  const auto line = process->read_line(std::chrono::seconds(30));
+  if (!line) throw std::runtime_error("serving_stack printed nothing");
+  std::smatch match;
+  if (!std::regex_search(*line, match, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))")))
+    throw std::runtime_error("unexpected first line: " + *line);
+  return {std::move(process), static_cast<std::uint16_t>(std::stoi(match[1]))};
+}
+
 class PrometheusFixture : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -98,23 +123,11 @@ class PrometheusFixture : public ::testing::Test {
     if (!dir_.empty() && !HasFailure()) std::filesystem::remove_all(dir_, ignored);
   }
 
-  /// Starts serving_stack on a free port with the shared flags and then
-  /// `extra_flags` (e.g. {"--blocks", "256"}: the shared ones leave the pool
-  /// at the example's default, and a flag given twice is refused); returns
-  /// the port it printed.
+  /// start_serving_stack() kept in example_; returns the port.
   std::uint16_t start_example(const std::vector<std::string>& extra_flags = {}) {
-    std::vector<std::string> argv{KVSCOPE_SERVING_STACK};
-    for (const char* shared : {"--port", "0", "--shards", "2", "--snapshot-ms", "100",
-                               "--prefill-us-per-token", "0", "--decode-us-per-token", "0"})
-      argv.emplace_back(shared);
-    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-    example_ = std::make_unique<ChildProcess>(argv);
-    const auto line = example_->read_line(std::chrono::seconds(30));
-    if (!line) throw std::runtime_error("serving_stack printed nothing");
-    std::smatch match;
-    if (!std::regex_search(*line, match, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))")))
-      throw std::runtime_error("unexpected first line: " + *line);
-    return static_cast<std::uint16_t>(std::stoi(match[1]));
+    ServingStackProcess started = start_serving_stack(extra_flags);
+    example_ = std::move(started.process);
+    return started.port;
   }
 
   /// Starts Prometheus scraping 127.0.0.1:target every second (job
