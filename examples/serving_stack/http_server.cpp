@@ -42,7 +42,8 @@ void ServerConfig::validate() const {
 
 // ---- Connection: one client socket, served on one executor ----
 
-class HttpServer::Connection : public std::enable_shared_from_this<Connection>, private BodyWriter {
+class HttpServer::Connection final : public std::enable_shared_from_this<Connection>,
+                                     private BodyWriter {
  public:
   Connection(HttpServer& server, std::uint64_t id, tcp::socket socket)
       : server_(server),

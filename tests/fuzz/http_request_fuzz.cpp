@@ -1,6 +1,7 @@
 // libFuzzer target: the serving-stack example's own parsing glue - the
 // RequestParser policy layer over libhttp-parser (limits, pipelining,
-// 100-continue, EOF) and the /v1/generate body parser.
+// 100-continue, EOF), the /v1/generate body parser and the OpenAI body
+// parser (completions and chat).
 //
 // The input is a byte stream from one connection; the first bytes choose how
 // it is cut into reads. The stream is parsed twice, in one read and in the
@@ -8,7 +9,8 @@
 // (chunking must not change meaning; only the status of a refusal may
 // differ, see transcript()). Every request must respect the
 // limits, every refusal must carry one of the documented statuses, and the
-// body parser must answer every complete body with a request or a 400.
+// body parsers must answer every complete body with a request within the
+// limits or a refusal with a message (400, or 404 model_not_found).
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 
 #include "generate_api.hpp"
 #include "http.hpp"
+#include "openai_api.hpp"
 
 namespace {
 
@@ -34,6 +37,29 @@ constexpr serving_stack::ParseLimits kLimits{
     .max_target_bytes = 256, .max_header_bytes = 1024, .max_body_bytes = 4096};
 constexpr serving_stack::GenerateLimits kGenerateLimits{
     .max_prompt_tokens = 512, .max_new_tokens = 64, .default_new_tokens = 16};
+constexpr serving_stack::OpenAiLimits kOpenAiLimits{.generation = kGenerateLimits,
+                                                    .max_batch_prompts = 4};
+constexpr std::string_view kModel = "m";
+
+void check_openai_body(std::string_view body, serving_stack::OpenAiEndpoint endpoint) {
+  const auto parsed =
+      serving_stack::parse_completion_request(body, endpoint, kModel, kOpenAiLimits);
+  if (const auto* request = std::get_if<serving_stack::CompletionRequest>(&parsed)) {
+    require(request->endpoint == endpoint && request->model == kModel);
+    require(!request->prompts.empty() &&
+            request->prompts.size() <= kOpenAiLimits.max_batch_prompts);
+    require(endpoint == serving_stack::OpenAiEndpoint::completions || request->prompts.size() == 1);
+    for (const auto& prompt : request->prompts)
+      require(!prompt.empty() && prompt.size() <= kGenerateLimits.max_prompt_tokens);
+    require(request->max_tokens <= kGenerateLimits.max_new_tokens);
+    require(!request->include_usage || request->stream);
+    require(request->cache_salt.empty() || serving_stack::valid_tenant(request->cache_salt));
+  } else {
+    const auto& error = std::get<serving_stack::ApiError>(parsed);
+    require(!error.message.empty());
+    require(error.status == 400 || (error.status == 404 && error.code == "model_not_found"));
+  }
+}
 
 void check_request(const serving_stack::HttpRequest& request) {
   require(request.target.size() <= kLimits.max_target_bytes);
@@ -51,6 +77,8 @@ void check_request(const serving_stack::HttpRequest& request) {
     const auto& error = std::get<serving_stack::ApiError>(parsed);
     require(error.status == 400 && !error.message.empty());
   }
+  check_openai_body(request.body, serving_stack::OpenAiEndpoint::completions);
+  check_openai_body(request.body, serving_stack::OpenAiEndpoint::chat_completions);
 }
 
 /// Parses `stream` cut into `reads` (sizes; the last read takes the rest)
