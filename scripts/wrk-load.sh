@@ -2,6 +2,7 @@
 # A bounded wrk load test of the serving_stack example on loopback.
 #   bash scripts/wrk-load.sh                 # 16, 64, 256 connections, 10 s each
 #   DURATION=5 CONNECTIONS="8 32" bash scripts/wrk-load.sh
+#   KVSCOPE_WRK_ENDPOINT=completions bash scripts/wrk-load.sh   # the OpenAI endpoint
 # Installs missing packages (wrk too), builds the release example, starts it
 # on a free port, runs wrk with bench/wrk/generate.lua once per connection
 # count, prints one line per run and the server's hit ratio, then stops the

@@ -1,7 +1,10 @@
--- wrk load script for the serving_stack example: POST /v1/generate with
+-- wrk load script for the serving_stack example: POST /v1/generate (or,
+-- with KVSCOPE_WRK_ENDPOINT=completions, the OpenAI-compatible
+-- POST /v1/completions with token-id prompts and cache_salt tenants) with
 -- shared-prefix prompts from several tenants.
 --
 --   wrk -t2 -c64 -d10s -s bench/wrk/generate.lua http://127.0.0.1:8080
+--   KVSCOPE_WRK_ENDPOINT=completions wrk -t2 -c64 -d10s -s bench/wrk/generate.lua ...
 --
 -- Each body is a tenant's system prompt (shared by all of that tenant's
 -- requests, so it is cached after the first) plus one of 400 questions (some
@@ -15,6 +18,12 @@ local QUESTIONS = 400
 local QUESTION_TOKENS = 48
 local MAX_TOKENS = 16
 local BODIES = 1024
+
+local OPENAI = os.getenv("KVSCOPE_WRK_ENDPOINT") == "completions"
+local PATH = OPENAI and "/v1/completions" or "/v1/generate"
+local FORMAT = OPENAI
+  and '{"model":"kvscope-example","cache_salt":"tenant-%d","max_tokens":%d,"prompt":[%s,%s]}'
+  or '{"tenant":"tenant-%d","max_tokens":%d,"tokens":[%s,%s]}'
 
 local bodies = {}
 local next_body = 0
@@ -37,8 +46,7 @@ local function build_bodies(seed)
   for b = 1, BODIES do
     local tenant = rand(TENANTS) + 1
     local question = rand(QUESTIONS)
-    bodies[b] = string.format('{"tenant":"tenant-%d","max_tokens":%d,"tokens":[%s,%s]}',
-      tenant, MAX_TOKENS, prompts[tenant], token_list(1000000 + question * 1000, QUESTION_TOKENS))
+    bodies[b] = string.format(FORMAT, tenant, MAX_TOKENS, prompts[tenant], token_list(1000000 + question * 1000, QUESTION_TOKENS))
   end
 end
 
@@ -56,7 +64,7 @@ end
 
 function request()
   next_body = next_body % BODIES + 1
-  return wrk.format(nil, "/v1/generate", nil, bodies[next_body])
+  return wrk.format(nil, PATH, nil, bodies[next_body])
 end
 
 function done(summary, latency, requests)
