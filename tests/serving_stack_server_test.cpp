@@ -147,6 +147,28 @@ class ServingStackServer : public ::testing::Test {
     return state;
   }
 
+  /// Every shard's cache state still equals `before` (a cache_state()).
+  void expect_cache_unchanged(const std::vector<kvscope::testing_util::Snapshot>& before) {
+    const auto after = cache_state();
+    ASSERT_EQ(before.size(), after.size());
+    for (std::size_t s = 0; s < before.size(); ++s) {
+      SCOPED_TRACE("shard " + std::to_string(s));
+      kvscope::testing_util::expect_unchanged(before[s], after[s]);
+    }
+  }
+
+  /// One shard of 8 blocks, 20 ms per decoded token, a full pool retried
+  /// twice 1 ms apart: one long request keeps the pool busy.
+  void start_small_slow_pool() {
+    ServiceConfig service = instant_service();
+    service.admit_retries = 2;
+    service.retry_backoff = std::chrono::milliseconds(1);
+    service.decode_per_token = std::chrono::milliseconds(20);
+    kvscope::RuntimeConfig runtime = small_runtime(8);
+    runtime.shards = 1;
+    start(runtime, service);
+  }
+
   std::size_t live_requests() {
     std::size_t live = 0;
     for (const auto& shard : cache_state()) live += shard.num_requests;
@@ -240,22 +262,11 @@ TEST_F(ServingStackServer, RefusedRequestsAnswer4xxAndChangeNothing) {
   EXPECT_EQ(error["error"]["type"], "invalid_request_error");
   EXPECT_FALSE(error["error"]["message"].get<std::string>().empty());
 
-  const auto after = cache_state();
-  ASSERT_EQ(before.size(), after.size());
-  for (std::size_t s = 0; s < before.size(); ++s) {
-    SCOPED_TRACE("shard " + std::to_string(s));
-    kvscope::testing_util::expect_unchanged(before[s], after[s]);
-  }
+  expect_cache_unchanged(before);
 }
 
 TEST_F(ServingStackServer, FullPoolAnswers503WithRetryAfter) {
-  ServiceConfig service = instant_service();
-  service.admit_retries = 2;
-  service.retry_backoff = std::chrono::milliseconds(1);
-  service.decode_per_token = std::chrono::milliseconds(20);
-  kvscope::RuntimeConfig runtime = small_runtime(8);
-  runtime.shards = 1;
-  start(runtime, service);
+  start_small_slow_pool();
   // The first request holds 4 of the 8 blocks while it decodes (~300 ms).
   auto holder = std::async(
       std::launch::async, [this] { return generate(tokens_body(64, 0, R"({"max_tokens": 15})")); });
@@ -670,22 +681,11 @@ TEST_F(OpenAiEndpoints, RefusalsUseOpenAisErrorShapeAndChangeNothing) {
   EXPECT_EQ(wrong_method.status, 405);
   EXPECT_EQ(wrong_method.header("Allow"), "POST");
 
-  const auto after = cache_state();
-  ASSERT_EQ(before.size(), after.size());
-  for (std::size_t s = 0; s < before.size(); ++s) {
-    SCOPED_TRACE("shard " + std::to_string(s));
-    kvscope::testing_util::expect_unchanged(before[s], after[s]);
-  }
+  expect_cache_unchanged(before);
 }
 
 TEST_F(OpenAiEndpoints, AFullPoolIs503WithRetryAfterBeforeTheStreamStarts) {
-  ServiceConfig service = instant_service();
-  service.admit_retries = 2;
-  service.retry_backoff = std::chrono::milliseconds(1);
-  service.decode_per_token = std::chrono::milliseconds(20);
-  kvscope::RuntimeConfig runtime = small_runtime(8);
-  runtime.shards = 1;
-  start(runtime, service);
+  start_small_slow_pool();
   // The first request holds 4 of the 8 blocks while it decodes (~300 ms).
   auto holder = std::async(std::launch::async,
                            [&] { return post("/v1/completions", completion_body(words(64), 15)); });
