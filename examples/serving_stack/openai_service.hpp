@@ -24,7 +24,9 @@
 // names the field), 404 unknown model ("model_not_found"), 400 a prompt
 // larger than a shard's pool ("context_length_exceeded"), 503 pool full
 // (with Retry-After) or shutting down. A refused body changes nothing in
-// the cache.
+// the cache. The prompts of a batch run one after the other: if a later one
+// cannot be admitted, the answer is that refusal, and the earlier ones have
+// run (their blocks stay cached, their hits are counted).
 //
 // Thread rules: as Generator; the service itself is immutable after
 // construction.
