@@ -44,7 +44,7 @@ std::optional<ApiError> read_field(const std::string& key, const Json& value,
   if (key == "prompt") return read_prompt(value, limits, out.tokens);
   if (key == "tenant") {
     if (!value.is_string() || !valid_tenant(value.get_ref<const std::string&>()))
-      return ApiError{400, "\"tenant\" must be 1-64 characters of A-Z a-z 0-9 _ . -"};
+      return ApiError{400, fmt::format("\"tenant\" must be {}", kTenantRule)};
     out.tenant = value.get<std::string>();
     return std::nullopt;
   }
@@ -61,6 +61,10 @@ std::optional<ApiError> read_field(const std::string& key, const Json& value,
 }
 
 }  // namespace
+
+HttpResponse error_response(const ApiError& error) {
+  return error_response(error.status, error.message, error.param, error.code);
+}
 
 bool valid_tenant(std::string_view tenant) {
   if (tenant.empty() || tenant.size() > 64) return false;

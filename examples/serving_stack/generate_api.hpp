@@ -22,6 +22,7 @@
 #include <variant>
 #include <vector>
 
+#include "http.hpp"
 #include "kvscope/types.hpp"
 #include "toy_model.hpp"
 
@@ -49,8 +50,13 @@ struct ApiError {
   std::string code{};
 };
 
+/// The error response for a refused body (OpenAI's shape, http.hpp).
+HttpResponse error_response(const ApiError& error);
+
 /// A tenant name or cache salt: 1-64 characters of [A-Za-z0-9_.-].
 bool valid_tenant(std::string_view tenant);
+/// The rule valid_tenant() checks, as refusals state it.
+inline constexpr std::string_view kTenantRule = "1-64 characters of A-Z a-z 0-9 _ . -";
 
 /// A non-negative integer no larger than `max`, or nullopt (floats,
 /// negatives, strings and out-of-range numbers are all refused).

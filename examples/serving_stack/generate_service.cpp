@@ -18,26 +18,6 @@ HttpResponse json_page(const nlohmann::json& body, int status = 200) {
   return HttpResponse{.status = status, .body = body.dump()};
 }
 
-/// The /v1/generate response for an admission the cache refused.
-HttpResponse refused_allocation(Status status, std::uint32_t prompt_tokens,
-                                std::uint32_t shard_blocks, std::uint32_t block_size) {
-  switch (status) {
-    case Status::not_enough_blocks: {
-      HttpResponse busy = error_response(503, "the KV-block pool stayed full; retry later");
-      busy.headers.emplace_back("Retry-After", "1");
-      return busy;
-    }
-    case Status::request_too_large:
-      return error_response(
-          422, fmt::format("a prompt of {} tokens needs more blocks than a shard's pool holds "
-                           "({} blocks of {} tokens)",
-                           prompt_tokens, shard_blocks, block_size));
-    case Status::not_running: return error_response(503, "the server is shutting down");
-    default:
-      return error_response(500, fmt::format("allocate failed: {}", kvscope::to_string(status)));
-  }
-}
-
 /// /v1/generate returns no text: the decoded tokens are only counted.
 class DiscardingSink final : public DecodeSink {
  public:
@@ -144,23 +124,18 @@ asio::awaitable<HttpResponse> GenerateService::route(const HttpRequest& request)
 
 asio::awaitable<HttpResponse> GenerateService::generate(const HttpRequest& request) {
   auto parsed = parse_generate_request(request.body, config_.limits);
-  if (const auto* error = std::get_if<ApiError>(&parsed))
-    co_return error_response(error->status, error->message, error->param, error->code);
+  if (const auto* error = std::get_if<ApiError>(&parsed)) co_return error_response(*error);
   GenerateRequest generate = std::move(std::get<GenerateRequest>(parsed));
   const auto prompt_tokens = static_cast<std::uint32_t>(generate.tokens.size());
   kvscope::Result<Admission> admission =
       co_await generator_.admit(std::move(generate.tokens), generate.tenant);
-  if (!admission) {
-    const kvscope::ShardId shard{0};
-    co_return refused_allocation(admission.status(), prompt_tokens, runtime_.shard_blocks(shard),
-                                 generator_.block_size());
-  }
+  if (!admission)
+    co_return refused_admission(admission.status(), prompt_tokens, generator_,
+                                TooLargeAnswer{.status = 422});
   DiscardingSink sink;
   const DecodeResult decoded =
       co_await generator_.decode_and_free(*admission, generate.max_tokens, sink);
-  if (decoded.failure != Status::ok)
-    co_return error_response(500,
-                             fmt::format("decode failed: {}", kvscope::to_string(decoded.failure)));
+  if (decoded.failure != Status::ok) co_return decode_failed(decoded.failure);
   const std::uint32_t block_size = generator_.block_size();
   const std::uint32_t total_tokens = admission->prompt_tokens + decoded.generated_tokens;
   const GenerateOutcome outcome{.request_id = admission->id.value,

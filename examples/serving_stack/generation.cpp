@@ -1,5 +1,6 @@
 #include "generation.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -111,6 +112,32 @@ asio::awaitable<void> Generator::name_tenant(const std::string& tenant,
     return kvscope::Result<void>{};
   };
   (void)co_await runtime_.for_each_shard(std::move(set_name));  // not_running: shutting down
+}
+
+HttpResponse refused_admission(Status status, std::uint32_t prompt_tokens,
+                               const Generator& generator, TooLargeAnswer too_large) {
+  switch (status) {
+    case Status::not_enough_blocks: {
+      HttpResponse busy = error_response(503, "the KV-block pool stayed full; retry later");
+      busy.headers.emplace_back("Retry-After", "1");
+      return busy;
+    }
+    case Status::request_too_large:
+      return error_response(
+          too_large.status,
+          fmt::format("a prompt of {} tokens needs more KV blocks than a shard's pool holds "
+                      "({} blocks of {} tokens)",
+                      prompt_tokens, generator.runtime().shard_blocks(kvscope::ShardId{0}),
+                      generator.block_size()),
+          "", too_large.code);
+    case Status::not_running: return error_response(503, "the server is shutting down");
+    default:
+      return error_response(500, fmt::format("admission failed: {}", kvscope::to_string(status)));
+  }
+}
+
+HttpResponse decode_failed(Status failure) {
+  return error_response(500, fmt::format("decode failed: {}", kvscope::to_string(failure)));
 }
 
 }  // namespace serving_stack

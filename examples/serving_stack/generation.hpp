@@ -21,6 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "http.hpp"
 #include "kvscope/runtime/runtime.hpp"
 
 namespace serving_stack {
@@ -81,6 +82,7 @@ class Generator {
                                                 DecodeSink& sink);
 
   kvscope::Runtime& runtime() noexcept { return runtime_; }
+  const kvscope::Runtime& runtime() const noexcept { return runtime_; }
   std::uint32_t block_size() const noexcept { return runtime_.config().cache.block_size; }
 
   /// Successful generations so far.
@@ -102,5 +104,22 @@ class Generator {
   std::mutex tenants_mutex_;
   std::unordered_set<std::string> named_tenants_;
 };
+
+/// How an endpoint answers a prompt larger than a shard's pool: its status
+/// and error code (/v1/generate: 422, none; OpenAI: 400,
+/// "context_length_exceeded").
+struct TooLargeAnswer {
+  int status = 422;
+  std::string_view code{};
+};
+
+/// The answer every endpoint gives for an admission the Generator refused:
+/// 503 with Retry-After when the pool stayed full, 503 when shutting down,
+/// `too_large` for a prompt larger than a shard's pool, 500 otherwise.
+HttpResponse refused_admission(kvscope::Status status, std::uint32_t prompt_tokens,
+                               const Generator& generator, TooLargeAnswer too_large);
+
+/// The 500 for a decode whose append or free failed.
+HttpResponse decode_failed(kvscope::Status failure);
 
 }  // namespace serving_stack

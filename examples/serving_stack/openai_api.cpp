@@ -204,7 +204,7 @@ class RequestReader {
       return value.is_null() ? std::nullopt : read_stream_options(value, request_);
     if (key == "cache_salt") {
       if (!value.is_string() || !valid_tenant(value.get_ref<const std::string&>()))
-        return invalid("cache_salt", "\"cache_salt\" must be 1-64 characters of A-Z a-z 0-9 _ . -");
+        return invalid("cache_salt", fmt::format("\"cache_salt\" must be {}", kTenantRule));
       request_.cache_salt = value.get<std::string>();
       return std::nullopt;
     }

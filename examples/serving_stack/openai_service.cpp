@@ -19,10 +19,6 @@ std::int64_t unix_seconds() {
       .count();
 }
 
-HttpResponse api_error(const ApiError& error) {
-  return error_response(error.status, error.message, error.param, error.code);
-}
-
 /// Sends one server-sent event; false once the client is gone.
 // (Callers pass named strings: g++ 12 mishandles temporaries in a co_await
 // operand, so no event text is built inside one.)
@@ -102,40 +98,20 @@ ResponseIdentity OpenAiService::identity(OpenAiEndpoint endpoint, kvscope::Reque
 }
 
 HttpResponse OpenAiService::refused(Status status, std::uint32_t prompt_tokens) const {
-  switch (status) {
-    case Status::not_enough_blocks: {
-      HttpResponse busy = error_response(503, "the KV-block pool stayed full; retry later");
-      busy.headers.emplace_back("Retry-After", "1");
-      return busy;
-    }
-    case Status::request_too_large: {
-      const kvscope::Runtime& runtime = generator_.runtime();
-      return error_response(
-          400,
-          fmt::format("a prompt of {} tokens needs more KV blocks than a shard's pool holds "
-                      "({} blocks of {} tokens)",
-                      prompt_tokens, runtime.shard_blocks(kvscope::ShardId{0}),
-                      generator_.block_size()),
-          "", "context_length_exceeded");
-    }
-    case Status::not_running: return error_response(503, "the server is shutting down");
-    default:
-      return error_response(500, fmt::format("admission failed: {}", kvscope::to_string(status)));
-  }
+  return refused_admission(status, prompt_tokens, generator_,
+                           TooLargeAnswer{.status = 400, .code = "context_length_exceeded"});
 }
 
 asio::awaitable<HttpResponse> OpenAiService::complete(const HttpRequest& request,
                                                       OpenAiEndpoint endpoint) {
   auto parsed =
       parse_completion_request(request.body, endpoint, config_.model_name, config_.limits);
-  if (const auto* error = std::get_if<ApiError>(&parsed)) co_return api_error(*error);
+  if (const auto* error = std::get_if<ApiError>(&parsed)) co_return error_response(*error);
   CompletionRequest completion = std::move(std::get<CompletionRequest>(parsed));
   std::string tenant = completion.cache_salt;
   if (const std::string* header = request.header("x-cache-salt")) {
     if (!valid_tenant(*header))
-      co_return error_response(400,
-                               "the X-Cache-Salt header must be 1-64 characters of "
-                               "A-Z a-z 0-9 _ . -");
+      co_return error_response(400, fmt::format("the X-Cache-Salt header must be {}", kTenantRule));
     if (!tenant.empty() && tenant != *header)
       co_return error_response(400, "\"cache_salt\" and the X-Cache-Salt header disagree",
                                "cache_salt");
@@ -163,9 +139,7 @@ asio::awaitable<HttpResponse> OpenAiService::complete_at_once(CompletionRequest 
     CollectingSink sink(choice.generated);
     const DecodeResult decoded =
         co_await generator_.decode_and_free(*admission, request.max_tokens, sink);
-    if (decoded.failure != Status::ok)
-      co_return error_response(
-          500, fmt::format("decode failed: {}", kvscope::to_string(decoded.failure)));
+    if (decoded.failure != Status::ok) co_return decode_failed(decoded.failure);
   }
   co_return HttpResponse{.status = 200,
                          .body = completion_json(request.endpoint, response_identity, choices)};
@@ -233,9 +207,7 @@ asio::awaitable<bool> OpenAiService::stream_choice(const StreamJob& job, std::ui
   const DecodeResult decoded =
       co_await generator_.decode_and_free(admission, client_here ? request.max_tokens : 0, sink);
   if (decoded.failure != Status::ok) {
-    std::string error =
-        error_response(500, fmt::format("decode failed: {}", kvscope::to_string(decoded.failure)))
-            .body;
+    std::string error = decode_failed(decoded.failure).body;
     (void)co_await send_event(writer, std::move(error));
     co_return false;
   }
